@@ -1,0 +1,183 @@
+"""Account lifecycle: add (after verifying the credentials), update, remove.
+
+Adding or re-entering a password logs in once to prove it works; the session
+obtained is stored (encrypted) so that the worker does not log in again.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from skypost.crypto import Cipher
+from skypost.models import (
+    REAUTH_PREFIX,
+    Account,
+    AccountError,
+    AccountState,
+    DeliveryStatus,
+    ValidationError,
+    check_http_url,
+    normalize_handle,
+)
+from skypost.resilience import FailureKind, classify
+from skypost.store import queries as q
+from skypost.store.db import Database
+from skypost.syndicator import SYNDICATE_JOB, account_from_row
+
+DEFAULT_SERVICE = "https://bsky.social"
+
+
+def _categories(values: Sequence[str] | None) -> list[str]:
+    return list(dict.fromkeys(v.strip() for v in (values or ()) if v and v.strip()))
+
+
+def verify_credentials(client_factory: Callable[..., Any], *, service: str, handle: str, password: str,
+                       timeout: float) -> tuple[str, str]:
+    """Log in once; returns (did, session string). Raises AccountError with a clear reason."""
+    from skypost.bluesky.client import CallError
+
+    sessions: list[str] = []
+    client = client_factory(service=service, handle=handle, password=password, session_string=None,
+                            on_session=sessions.append, on_response=None, timeout=timeout)
+    try:
+        did = client.login()
+    except CallError as exc:
+        failure = classify(exc.status, exc.error, exc.message, exc.headers)
+        if failure.kind is FailureKind.AUTH or exc.status == 400:
+            raise AccountError(
+                f"Bluesky refused the login for @{handle}: {exc.message}. Check the handle and use an app "
+                "password (Settings → Privacy and security → App passwords)."
+            ) from None
+        if failure.kind is FailureKind.RATE_LIMITED:
+            raise AccountError(f"too many logins for @{handle} right now; try again later ({exc.message})") from None
+        raise AccountError(f"could not reach {service} to verify @{handle}: {exc}") from None
+    finally:
+        client.close()
+    if not sessions:
+        raise AccountError(f"the login for @{handle} returned no session")
+    return did, sessions[-1]
+
+
+def validate_service(service: str) -> str:
+    problem = check_http_url(service)
+    if problem:
+        raise ValidationError({"service": problem})
+    return service.rstrip("/")
+
+
+def add_account(db: Database, cipher: Cipher, client_factory: Callable[..., Any], *, handle: str, password: str,
+                service: str = DEFAULT_SERVICE, auto_syndicate: bool = True,
+                include_categories: Sequence[str] | None = None,
+                exclude_categories: Sequence[str] | None = None, verify: bool = True,
+                now: float, timeout: float = 30.0, did: str | None = None) -> Account:
+    handle = normalize_handle(handle)
+    service = validate_service(service)
+    if not password or not password.strip():
+        raise ValidationError({"password": "is required (pass it on standard input)"})
+    password = password.strip()
+    with db.connect() as conn:
+        if q.account_by_handle(conn, handle) is not None:
+            raise ValidationError({"handle": f"@{handle} is already configured (use `account update`)"})
+    session = None
+    if verify:
+        did, session = verify_credentials(client_factory, service=service, handle=handle, password=password,
+                                          timeout=timeout)
+    with db.transaction() as conn:
+        if q.account_by_handle(conn, handle) is not None:
+            raise ValidationError({"handle": f"@{handle} is already configured"})
+        account_id = q.insert_account(
+            conn, handle=handle, did=did or "", service=service, auto_syndicate=auto_syndicate,
+            include_categories=_categories(include_categories), exclude_categories=_categories(exclude_categories),
+            state=AccountState.ACTIVE.value, password_enc=cipher.encrypt(password),
+            session_enc=cipher.encrypt(session) if session else None, created_at=now, updated_at=now,
+        )
+        q.add_event(conn, ts=now, kind="account_added", account=handle, message=f"account @{handle} added ({did})")
+        row = q.account_by_id(conn, account_id)
+    assert row is not None
+    return account_from_row(row)
+
+
+def update_account(db: Database, cipher: Cipher, client_factory: Callable[..., Any], *, handle: str,
+                   password: str | None = None, service: str | None = None, auto_syndicate: bool | None = None,
+                   include_categories: Sequence[str] | None = None,
+                   exclude_categories: Sequence[str] | None = None, now: float,
+                   timeout: float = 30.0) -> tuple[Account, int]:
+    """Returns the account and how many deliveries were queued again (after new credentials)."""
+    handle = normalize_handle(handle)
+    with db.connect() as conn:
+        row = q.account_by_handle(conn, handle)
+    if row is None:
+        raise ValidationError({"handle": f"no account @{handle}"})
+    values: dict[str, Any] = {}
+    if service is not None:
+        values["service"] = validate_service(service)
+    if auto_syndicate is not None:
+        values["auto_syndicate"] = auto_syndicate
+    if include_categories is not None:
+        values["include_categories"] = _categories(include_categories)
+    if exclude_categories is not None:
+        values["exclude_categories"] = _categories(exclude_categories)
+    if password is not None:
+        if not password.strip():
+            raise ValidationError({"password": "must not be empty"})
+        did, session = verify_credentials(client_factory, service=values.get("service", row["service"]),
+                                          handle=handle, password=password.strip(), timeout=timeout)
+        values.update(password_enc=cipher.encrypt(password.strip()), session_enc=cipher.encrypt(session), did=did,
+                      state=AccountState.ACTIVE.value, last_error=None)
+    requeued = 0
+    with db.transaction() as conn:
+        q.update_account(conn, row["id"], updated_at=now, **values)
+        if password is not None:
+            requeued = _requeue_reauth_failures(conn, row["id"], handle, now)
+            q.add_event(conn, ts=now, kind="account_reauth", account=handle,
+                        message=f"new app password for @{handle}; {requeued} delivery(ies) queued again")
+        row = q.account_by_id(conn, row["id"])
+    assert row is not None
+    return account_from_row(row), requeued
+
+
+def _requeue_reauth_failures(conn: Any, account_id: int, handle: str, now: float) -> int:
+    failed = q.failed_deliveries_of_account(conn, account_id, error_like=REAUTH_PREFIX + "%")
+    for delivery in failed:
+        q.update_delivery(conn, delivery["id"], status=DeliveryStatus.PENDING.value, attempts=0,
+                          next_attempt_at=None, error=None, updated_at=now, completed_at=None)
+        requeue_post(conn, delivery["post_seq"], now)
+    return len(failed)
+
+
+def requeue_post(conn: Any, post_seq: int, now: float, *, reset_status: bool = True) -> None:
+    """Make the post's syndication job due now (a new one if it had finished)."""
+    job = q.job_for_post(conn, post_seq)
+    post = q.post_by_seq(conn, post_seq)
+    if reset_status and post is not None and post["status"] != "pending":
+        q.set_post_status(conn, post_seq, "pending", None, now)
+    if job is None:
+        q.insert_job(conn, kind=SYNDICATE_JOB, args={"post_seq": post_seq}, run_at=now, now=now, post_seq=post_seq)
+    elif job["status"] == "doing":
+        return  # its worker re-reads the deliveries when it reschedules
+    else:
+        q.schedule_job_at(conn, job["id"], now, now)
+
+
+def remove_account(db: Database, *, handle: str, now: float) -> int:
+    """Remove an account; its unfinished deliveries fail (nothing is silently dropped)."""
+    handle = normalize_handle(handle)
+    with db.transaction() as conn:
+        row = q.account_by_handle(conn, handle)
+        if row is None:
+            raise ValidationError({"handle": f"no account @{handle}"})
+        unfinished = q.unfinished_deliveries_of_account(conn, row["id"])
+        for delivery in unfinished:
+            q.update_delivery(conn, delivery["id"], status=DeliveryStatus.FAILED.value,
+                              error=f"the account @{handle} was removed", next_attempt_at=None,
+                              updated_at=now, completed_at=now)
+            requeue_post(conn, delivery["post_seq"], now, reset_status=False)
+        q.delete_account(conn, row["id"])
+        q.add_event(conn, ts=now, kind="account_removed", account=handle,
+                    message=f"account @{handle} removed; {len(unfinished)} unfinished delivery(ies) failed")
+    return len(unfinished)
+
+
+def list_accounts(db: Database) -> list[Account]:
+    with db.connect() as conn:
+        return [account_from_row(r) for r in q.list_accounts(conn)]

@@ -1,0 +1,389 @@
+"""Skypost: the Python API that the CLI, the HTTP API and host applications use.
+
+    from skypost import Skypost, Post
+    app = Skypost.from_url("sqlite:///skypost.db")
+    status = app.submit(Post(id="42", title="Hello", url="https://blog.example.com/hello"))
+    app.run_worker(burst=True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import threading
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+from typing import TYPE_CHECKING
+
+from skypost import syndicator
+from skypost.config import Settings, load_settings
+from skypost.models import Post, PostState, ValidationError, iso, normalize_handle, parse_post_document
+from skypost.queue import JobQueue
+from skypost.store import queries as q
+from skypost.store.db import SCHEMA_HEAD, Database
+
+if TYPE_CHECKING:  # the worker side is loaded on first use: submit stays fast
+    from skypost.crypto import Cipher
+    from skypost.pipeline import Pipeline
+    from skypost.worker import Worker
+
+DEFAULT_SERVICE = "https://bsky.social"
+
+Clock = Callable[[], float]
+
+
+@dataclasses.dataclass(frozen=True)
+class InitResult:
+    database: str
+    key_file: str | None
+    key_created: bool
+
+
+def _default_client_factory(**kwargs: Any) -> Any:
+    from skypost.bluesky.client import BlueskyClient
+
+    return BlueskyClient(**kwargs)
+
+
+def _default_composer(post: Post, **kwargs: Any) -> Any:
+    from skypost.bluesky.compose import compose_post_record
+
+    return compose_post_record(post, **kwargs)
+
+
+class Skypost:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        clock: Clock = time.time,
+        client_factory: Callable[..., Any] | None = None,
+        composer: Callable[..., Any] | None = None,
+        fetcher_factory: Callable[[], Any] | None = None,
+        rng: random.Random | None = None,
+        auto_init: bool = True,
+    ):
+        self.settings = settings or load_settings()
+        self.clock = clock
+        self.db = Database(self.settings.database_url)
+        self.client_factory = client_factory or _default_client_factory
+        self.composer = composer or _default_composer
+        self._fetcher_factory = fetcher_factory
+        self._fetcher: Any = None
+        self._cipher: Cipher | None = None
+        self._lock = threading.Lock()
+        self.queue = JobQueue(self.db, clock=clock, lease=self.settings.job_lease)
+        self._rng = rng
+        self._pipeline: Pipeline | None = None
+        self._status_listeners: list[Callable[[PostState], None]] = []
+        if auto_init:
+            self.ensure_schema()
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> "Skypost":
+        settings = kwargs.pop("settings", None) or load_settings()
+        return cls(settings.replace(database_url=url), **kwargs)
+
+    # --- set-up --------------------------------------------------------------------
+
+    def init(self) -> InitResult:
+        """Create or upgrade the schema, the secret key file and the activation time."""
+        from skypost.crypto import create_key_file
+
+        self.db.migrate()
+        key_created = False
+        key_file = None
+        if not self.settings.secret_key:
+            path = self.settings.key_file()
+            key_created = create_key_file(path)
+            key_file = str(path)
+        with self.db.transaction() as conn:
+            q.insert_setting_if_missing(conn, "activated_at", repr(self.clock()))
+        return InitResult(self.settings.database_url, key_file, key_created)
+
+    def ensure_schema(self) -> None:
+        """Initialise on first use; cheap when the schema is current."""
+        if self.db.schema_revision() != SCHEMA_HEAD:
+            self.init()
+
+    @property
+    def pipeline(self) -> "Pipeline":
+        if self._pipeline is None:
+            from skypost.pipeline import Pipeline
+
+            self._pipeline = Pipeline(
+                db=self.db, settings=self.settings, cipher_provider=self.cipher,
+                client_factory=self.client_factory, composer=self.composer, fetcher_provider=self.fetcher,
+                clock=self.clock, rng=self._rng,
+            )
+        return self._pipeline
+
+    def cipher(self) -> "Cipher":
+        from skypost.crypto import create_key_file, load_cipher
+
+        if self._cipher is None:
+            with self._lock:
+                if self._cipher is None:
+                    if not self.settings.secret_key:
+                        create_key_file(self.settings.key_file())
+                    self._cipher = load_cipher(self.settings.secret_key, self.settings.key_file())
+        return self._cipher
+
+    def fetcher(self) -> Any:
+        if self._fetcher is None:
+            if self._fetcher_factory is not None:
+                self._fetcher = self._fetcher_factory()
+            else:
+                from skypost.fetch import SafeFetcher
+
+                self._fetcher = SafeFetcher(allow_private=self.settings.allow_private_urls)
+        return self._fetcher
+
+    def close(self) -> None:
+        if self._fetcher is not None and hasattr(self._fetcher, "close"):
+            self._fetcher.close()
+        self.db.dispose()
+
+    def __enter__(self) -> "Skypost":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # --- publishing ------------------------------------------------------------------
+
+    def submit(self, post: Post | Mapping[str, Any], *, sync: bool | None = None, source: str = "api") -> dict[str, Any]:
+        """Record the post and its deliveries in one transaction; returns its status at once."""
+        return self.submit_state(post, sync=sync, source=source).to_json()
+
+    def submit_state(self, post: Post | Mapping[str, Any], *, sync: bool | None = None,
+                     source: str = "api") -> PostState:
+        if not isinstance(post, Post):
+            post = parse_post_document(post)
+        now = self.clock()
+        with self.db.transaction() as conn:
+            state, created = syndicator.submit(conn, post, now=now, source=source)
+        if created and state.deliveries:
+            self.queue.notify()
+            if sync if sync is not None else self.settings.queue == "inline":
+                state = self._run_inline(post.id)
+        if created:
+            self._emit(state)
+        return state
+
+    def on_status_change(self, post: Post | Mapping[str, Any], old: str | None, new: str) -> dict[str, Any]:
+        """For hosts with status transitions: only a change *into* published syndicates."""
+        if not isinstance(post, Post):
+            post = parse_post_document(post)
+        if new not in syndicator.PUBLISHED_STATES:
+            return syndicator.transient_skip(post, f"status {new!r} is not published").to_json()
+        if old in syndicator.PUBLISHED_STATES:
+            known = self.status(post.id)
+            return known or syndicator.transient_skip(post, "an edit of a published post is not syndicated").to_json()
+        return self.submit(post)
+
+    def _run_inline(self, post_id: str) -> PostState:
+        """Rule 13: one pass of the same pipeline, in this process."""
+        owner = f"inline:{id(self)}"
+        with self.db.transaction() as conn:
+            post_row = q.post_by_id(conn, post_id)
+            assert post_row is not None
+            job = q.job_for_post(conn, post_row["seq"])
+            claimed = job is not None and q.claim_job_by_id(
+                conn, job["id"], owner=owner, now=self.clock(), lease=self.settings.job_lease)
+        if claimed:
+            self.pipeline.process_syndication(job["id"], post_row["seq"], owner=owner)
+        state = self.status_state(post_id)
+        assert state is not None
+        return state
+
+    def status_state(self, post_id: str) -> PostState | None:
+        with self.db.connect() as conn:
+            row = q.post_by_id(conn, post_id)
+            if row is None:
+                return None
+            return syndicator.post_state(conn, row, paused=syndicator.is_paused(conn))
+
+    def status(self, post_id: str) -> dict[str, Any] | None:
+        state = self.status_state(post_id)
+        return state.to_json() if state else None
+
+    def list_posts(self, *, status: str | None = None, limit: int = 50,
+                   before: int | None = None) -> list[dict[str, Any]]:
+        """Newest first. Each item is the status JSON plus `seq` (for paging) and `title`/`url`."""
+        with self.db.connect() as conn:
+            paused = syndicator.is_paused(conn)
+            rows = q.list_posts(conn, status=status, limit=limit, before_seq=before)
+            by_post: dict[int, list[Any]] = {}
+            for d in q.deliveries_for_posts(conn, [r["seq"] for r in rows]):
+                by_post.setdefault(d["post_seq"], []).append(d)
+        items = []
+        for row in rows:
+            state = syndicator.state_from_rows(row, by_post.get(row["seq"], []), paused=paused)
+            item = state.to_json()
+            item.update(seq=row["seq"], title=row["document"].get("title", ""), url=row["document"].get("url", ""),
+                        submitted_at=iso_ts(row["created_at"]))
+            items.append(item)
+        return items
+
+    def retry(self, post_id: str, account: str | None = None) -> dict[str, Any] | None:
+        """Queue the failed deliveries of a post again (or those of one account); None for an unknown id."""
+        now = self.clock()
+        handle = normalize_handle(account) if account else None
+        with self.db.transaction() as conn:
+            row = q.post_by_id(conn, post_id)
+            if row is None:
+                return None
+            deliveries = q.deliveries_for_posts(conn, [row["seq"]])
+            if handle and not any(d["handle"] == handle for d in deliveries):
+                raise ValidationError({"account": f"post {post_id} has no delivery to @{handle}"})
+            touched = 0
+            for d in deliveries:
+                if handle and d["handle"] != handle:
+                    continue
+                if d["status"] == "failed" and d["account_id"] is not None:
+                    q.update_delivery(conn, d["id"], status="pending", attempts=0, next_attempt_at=None,
+                                      error=None, updated_at=now, completed_at=None)
+                    touched += 1
+                elif d["status"] == "retrying":
+                    q.update_delivery(conn, d["id"], next_attempt_at=now, updated_at=now)
+                    touched += 1
+            if touched:
+                from skypost.accounts import requeue_post
+
+                requeue_post(conn, row["seq"], now)
+                q.add_event(conn, ts=now, kind="retry", post_id=post_id,
+                            message=f"retry requested for {touched} delivery(ies)")
+        if touched:
+            self.queue.notify()
+        return self.status(post_id)
+
+    def pause(self) -> None:
+        self._set_paused(True)
+
+    def resume(self) -> None:
+        self._set_paused(False)
+        self.queue.notify()
+
+    def _set_paused(self, paused: bool) -> None:
+        now = self.clock()
+        with self.db.transaction() as conn:
+            q.set_setting(conn, "paused", "1" if paused else "0")
+            q.add_event(conn, ts=now, kind="paused" if paused else "resumed",
+                        message="syndication paused" if paused else "syndication resumed")
+
+    @property
+    def paused(self) -> bool:
+        with self.db.connect() as conn:
+            return syndicator.is_paused(conn)
+
+    def on_post_status(self, listener: Callable[[PostState], None]) -> None:
+        self._status_listeners.append(listener)
+
+    def _emit(self, state: PostState) -> None:
+        for listener in self._status_listeners:
+            listener(state)
+
+    # --- accounts ----------------------------------------------------------------------
+
+    def add_account(self, handle: str, password: str, *, service: str = DEFAULT_SERVICE,
+                    auto_syndicate: bool = True, include_categories: Sequence[str] | None = None,
+                    exclude_categories: Sequence[str] | None = None, verify: bool = True) -> dict[str, Any]:
+        from skypost import accounts as acct
+
+        account = acct.add_account(
+            self.db, self.cipher(), self.client_factory, handle=handle, password=password, service=service,
+            auto_syndicate=auto_syndicate, include_categories=include_categories,
+            exclude_categories=exclude_categories, verify=verify, now=self.clock(),
+            timeout=self.settings.http_timeout,
+        )
+        return account.to_json()
+
+    def update_account(self, handle: str, **changes: Any) -> dict[str, Any]:
+        from skypost import accounts as acct
+
+        account, requeued = acct.update_account(self.db, self.cipher(), self.client_factory, handle=handle,
+                                                now=self.clock(), timeout=self.settings.http_timeout, **changes)
+        if requeued:
+            self.queue.notify()
+        return {**account.to_json(), "requeued": requeued}
+
+    def remove_account(self, handle: str) -> int:
+        from skypost import accounts as acct
+
+        return acct.remove_account(self.db, handle=handle, now=self.clock())
+
+    def accounts(self) -> list[dict[str, Any]]:
+        from skypost import accounts as acct
+
+        return [a.to_json() for a in acct.list_accounts(self.db)]
+
+    # --- the worker -----------------------------------------------------------------------
+
+    def make_worker(self, *, burst: bool = False, concurrency: int = 1) -> "Worker":
+        from skypost.worker import Worker
+
+        def syndicate(job: Mapping[str, Any], owner: str, should_stop: Callable[[], bool]) -> None:
+            self.pipeline.process_syndication(job["id"], job["args"]["post_seq"], owner=owner,
+                                              should_stop=should_stop)
+
+        return Worker(db=self.db, queue=self.queue, handlers={syndicator.SYNDICATE_JOB: syndicate},
+                      concurrency=concurrency, burst=burst, poll_interval=self.settings.poll_interval)
+
+    def run_worker(self, *, burst: bool = False, concurrency: int = 1) -> int:
+        """Run a worker in this thread: until nothing is due (burst) or until stopped."""
+        return self.make_worker(burst=burst, concurrency=concurrency).run()
+
+    # --- visibility ------------------------------------------------------------------------
+
+    def events(self, *, limit: int = 50, post_id: str | None = None) -> list[dict[str, Any]]:
+        with self.db.connect() as conn:
+            rows = q.list_events(conn, limit=limit, post_id=post_id)
+        return [
+            {"id": r["id"], "ts": iso_ts(r["ts"]), "level": r["level"], "kind": r["kind"], "post_id": r["post_id"],
+             "account": r["account"], "message": r["message"]}
+            for r in rows
+        ]
+
+    def health(self) -> dict[str, Any]:
+        now = self.clock()
+        with self.db.connect() as conn:
+            accounts = q.list_accounts(conn)
+            breakers = q.all_breakers(conn)
+            limits = {r["key"]: r for r in q.all_rate_limits(conn)}
+            jobs = q.count_jobs(conn, now=now)
+            oldest = q.oldest_due_run_at(conn, now)
+            heartbeat = q.last_heartbeat(conn)
+            deliveries = q.count_deliveries_by_status(conn)
+            paused = syndicator.is_paused(conn)
+        account_health = []
+        for a in accounts:
+            b = breakers.get(a["id"])
+            limit = limits.get(f"account:{a['id']}")
+            account_health.append({
+                "handle": a["handle"], "did": a["did"], "state": a["state"],
+                "needs_reauth": a["state"] == "needs_reauth", "session_valid": bool(a["session_enc"]),
+                "breaker": b["state"] if b else "closed",
+                "breaker_open_until": iso_ts(b["open_until"]) if b and b["state"] != "closed" else None,
+                "rate_remaining": limit["remaining"] if limit else None,
+                "rate_reset_at": iso_ts(limit["reset_at"]) if limit and limit["reset_at"] else None,
+                "last_error": a["last_error"],
+            })
+        stale = heartbeat is None or now - heartbeat > self.settings.worker_stale_after
+        return {
+            "paused": paused,
+            "accounts": account_health,
+            "jobs": jobs,
+            "deliveries": deliveries,
+            "oldest_due_job_at": iso_ts(oldest),
+            "oldest_due_job_age": round(now - oldest, 3) if oldest is not None else None,
+            "last_worker_heartbeat": iso_ts(heartbeat),
+            "worker_seen_recently": not stale,
+        }
+
+
+def iso_ts(value: float | None) -> str | None:
+    from datetime import datetime, timezone
+
+    return iso(datetime.fromtimestamp(value, timezone.utc)) if value is not None else None

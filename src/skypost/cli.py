@@ -1,0 +1,417 @@
+"""The command line. Exit codes: 0 done; 2 bad input or refused (message on
+stderr, nothing written); 1 a bug."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from typing import Any, Callable, NoReturn, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+class Ctx:
+    def __init__(self, database_url: str | None):
+        self.database_url = database_url
+        self._app: Any = None
+
+    def app(self) -> Any:
+        if self._app is None:
+            from skypost.app import Skypost
+            from skypost.config import load_settings
+
+            self._app = Skypost(load_settings(database_url=self.database_url))
+        return self._app
+
+
+def guarded(fn: F) -> F:
+    """Bad input → exit 2 with the field and why; nothing else is caught here."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from skypost.config import ConfigError
+        from skypost.models import AccountError, ValidationError
+
+        try:
+            return fn(*args, **kwargs)
+        except ValidationError as exc:
+            for field, why in exc.errors.items():
+                click.echo(f"error: {field}: {why}", err=True)
+            sys.exit(2)
+        except (AccountError, ConfigError) as exc:
+            fail(str(exc))
+        except Exception as exc:
+            # a key problem is the user's to fix (exit 2); anything else is a bug (exit 1)
+            if type(exc).__name__ == "SecretKeyError":
+                fail(str(exc))
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group()
+@click.option("--database-url", envvar="SKYPOST_DATABASE_URL", default=None,
+              help="Database URL (default sqlite:///skypost.db).")
+@click.version_option(package_name="skypost")
+@click.pass_context
+def main(ctx: click.Context, database_url: str | None) -> None:
+    """skypost: syndicate your site's posts to Bluesky, in the background, exactly once."""
+    ctx.obj = Ctx(database_url)
+
+
+pass_ctx = click.make_pass_decorator(Ctx)
+
+
+@main.command()
+@pass_ctx
+@guarded
+def init(ctx: Ctx) -> None:
+    """Create or upgrade the database and the secret key."""
+    from skypost.app import Skypost
+    from skypost.config import load_settings
+
+    app = Skypost(load_settings(database_url=ctx.database_url), auto_init=False)
+    result = app.init()
+    click.echo(f"database ready: {result.database}")
+    if result.key_file:
+        click.echo(f"secret key: {result.key_file}" + (" (created, mode 0600)" if result.key_created else ""))
+    else:
+        click.echo("secret key: from SKYPOST_SECRET_KEY")
+
+
+# --- accounts -------------------------------------------------------------------
+
+@main.group()
+def account() -> None:
+    """Manage Bluesky accounts."""
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        value = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        value = click.prompt("App password", hide_input=True)
+    else:
+        fail("password: pass the app password on standard input with --password-stdin")
+    if not value.strip():
+        fail("password: the app password is empty")
+    return value
+
+
+@account.command("add")
+@click.argument("handle")
+@click.option("--password-stdin", is_flag=True, help="Read the app password from standard input.")
+@click.option("--service", default="https://bsky.social", show_default=True, help="The account's PDS URL.")
+@click.option("--manual", is_flag=True, help="Do not syndicate automatically; only when a post names it.")
+@click.option("--include-category", multiple=True, help="Only posts in this category (repeatable).")
+@click.option("--exclude-category", multiple=True, help="Never posts in this category (repeatable).")
+@pass_ctx
+@guarded
+def account_add(ctx: Ctx, handle: str, password_stdin: bool, service: str, manual: bool,
+                include_category: tuple[str, ...], exclude_category: tuple[str, ...]) -> None:
+    """Add an account (logs in once to check the app password)."""
+    from skypost.models import normalize_handle
+
+    handle = normalize_handle(handle)
+    password = _read_password(password_stdin)
+    data = ctx.app().add_account(handle, password, service=service, auto_syndicate=not manual,
+                                 include_categories=include_category, exclude_categories=exclude_category)
+    click.echo(f"added @{data['handle']} ({data['did']}) on {data['service']}")
+
+
+@account.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+@guarded
+def account_list(ctx: Ctx, as_json: bool) -> None:
+    """List accounts."""
+    rows = ctx.app().accounts()
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        click.echo("no accounts yet: skypost account add HANDLE --password-stdin")
+    for a in rows:
+        rules = []
+        if a["include_categories"]:
+            rules.append("include " + ", ".join(a["include_categories"]))
+        if a["exclude_categories"]:
+            rules.append("exclude " + ", ".join(a["exclude_categories"]))
+        click.echo(f"@{a['handle']}  {a['did']}  {a['service']}  "
+                   f"{'auto' if a['auto_syndicate'] else 'manual'}  {a['state']}"
+                   + (f"  [{'; '.join(rules)}]" if rules else ""))
+
+
+@account.command("update")
+@click.argument("handle")
+@click.option("--password-stdin", is_flag=True, help="Read a new app password from standard input.")
+@click.option("--service", default=None)
+@click.option("--manual/--auto", "manual", default=None, help="Syndicate only when named / automatically.")
+@click.option("--include-category", multiple=True)
+@click.option("--exclude-category", multiple=True)
+@click.option("--clear-categories", is_flag=True, help="Remove all category rules.")
+@pass_ctx
+@guarded
+def account_update(ctx: Ctx, handle: str, password_stdin: bool, service: str | None, manual: bool | None,
+                   include_category: tuple[str, ...], exclude_category: tuple[str, ...],
+                   clear_categories: bool) -> None:
+    """Change an account; a new app password re-queues deliveries that waited for it."""
+    changes: dict[str, Any] = {}
+    if password_stdin:
+        changes["password"] = _read_password(True)
+    if service:
+        changes["service"] = service
+    if manual is not None:
+        changes["auto_syndicate"] = not manual
+    if clear_categories:
+        changes["include_categories"] = []
+        changes["exclude_categories"] = []
+    if include_category:
+        changes["include_categories"] = list(include_category)
+    if exclude_category:
+        changes["exclude_categories"] = list(exclude_category)
+    if not changes:
+        fail("nothing to change (see skypost account update --help)")
+    data = ctx.app().update_account(handle, **changes)
+    click.echo(f"updated @{data['handle']} ({data['state']})"
+               + (f"; {data['requeued']} delivery(ies) queued again" if data["requeued"] else ""))
+
+
+@account.command("remove")
+@click.argument("handle")
+@pass_ctx
+@guarded
+def account_remove(ctx: Ctx, handle: str) -> None:
+    """Remove an account (its unfinished deliveries fail)."""
+    failed = ctx.app().remove_account(handle)
+    click.echo(f"removed @{handle.lstrip('@').lower()}" + (f"; {failed} unfinished delivery(ies) failed" if failed else ""))
+
+
+# --- posts ------------------------------------------------------------------------
+
+def post_options(fn: F) -> F:
+    options = [
+        click.option("--id", "post_id", help="The site's own, stable id of the post."),
+        click.option("--title"),
+        click.option("--url"),
+        click.option("--excerpt"),
+        click.option("--content-html"),
+        click.option("--image-url"),
+        click.option("--text", help="Custom text that replaces the composed one."),
+        click.option("--category", multiple=True),
+        click.option("--tag", multiple=True),
+        click.option("--account", multiple=True, help="Send to this account only (repeatable)."),
+        click.option("--lang", multiple=True),
+        click.option("--published-at", help="ISO 8601 date-time."),
+        click.option("--no-syndicate", is_flag=True, help="Record the post but do not syndicate it."),
+        click.option("--json-file", type=click.File("r"), help="A post document (JSON); - for stdin."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _document(kwargs: dict[str, Any]) -> dict[str, Any]:
+    json_file = kwargs.pop("json_file", None)
+    if json_file is not None:
+        try:
+            doc = json.load(json_file)
+        except json.JSONDecodeError as exc:
+            fail(f"document: not valid JSON ({exc})")
+        flags = {k: v for k, v in kwargs.items() if v not in (None, (), False)}
+        if flags:
+            fail("give the post either as flags or as --json-file, not both")
+        return doc
+    doc: dict[str, Any] = {}
+    mapping = {"post_id": "id", "title": "title", "url": "url", "excerpt": "excerpt",
+               "content_html": "content_html", "image_url": "image_url", "text": "text",
+               "published_at": "published_at"}
+    for flag, field in mapping.items():
+        if kwargs.get(flag) is not None:
+            doc[field] = kwargs[flag]
+    for flag, field in (("category", "categories"), ("tag", "tags"), ("account", "accounts"), ("lang", "langs")):
+        if kwargs.get(flag):
+            doc[field] = list(kwargs[flag])
+    if kwargs.get("no_syndicate"):
+        doc["dont_syndicate"] = True
+    if "id" not in doc:
+        fail("id: is required (--id)")
+    return doc
+
+
+def _print_status(data: dict[str, Any]) -> None:
+    click.echo(f"post {data['id']}: {data['status']}" + (f" ({data['reason']})" if data.get("reason") else ""))
+    for d in data["deliveries"]:
+        line = f"  @{d['account']}: {d['status']}, {d['attempts']} attempt(s)"
+        if d.get("url"):
+            line += f", {d['url']}"
+        if d.get("next_attempt_at") and d["status"] not in ("completed", "failed"):
+            line += f", next attempt {d['next_attempt_at']}"
+        if d.get("error") and d["status"] != "completed":
+            line += f" — {d['error']}"
+        click.echo(line)
+
+
+@main.command()
+@post_options
+@click.option("--sync", is_flag=True, help="Publish now, in this process (one pass).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+@guarded
+def submit(ctx: Ctx, sync: bool, as_json: bool, **kwargs: Any) -> None:
+    """Queue a post for syndication; returns at once (no network call)."""
+    from skypost.models import parse_post_document
+
+    post = parse_post_document(_document(kwargs))
+    data = ctx.app().submit(post, sync=sync or None, source="cli")
+    if as_json:
+        _print_json(data)
+    else:
+        _print_status(data)
+
+
+@main.command()
+@post_options
+@pass_ctx
+@guarded
+def preview(ctx: Ctx, **kwargs: Any) -> None:
+    """Print the exact record that would be sent (Bluesky is not contacted)."""
+    from datetime import datetime, timezone
+
+    from skypost.bluesky.compose import compose_post_record
+    from skypost.models import parse_post_document
+
+    doc = _document(kwargs)
+    post = parse_post_document(doc)
+    app = ctx.app()
+    composed = compose_post_record(post, now=datetime.now(timezone.utc), fetcher=app.fetcher(),
+                                   upload_blob=None, resolve_handle=None)
+    record = composed.record
+    if composed.thumb is not None:
+        data, mime = composed.thumb
+        external = record.get("embed", {}).get("external")
+        if external is not None:
+            external["thumb"] = {"$type": "blob", "ref": {"$link": "(uploaded when sent)"}, "mimeType": mime,
+                                 "size": len(data)}
+    _print_json(record)
+    for warning in composed.warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+@main.command()
+@click.argument("post_id", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+@guarded
+def status(ctx: Ctx, post_id: str | None, as_json: bool) -> None:
+    """The status of one post, or an overview."""
+    app = ctx.app()
+    if post_id is not None:
+        data = app.status(post_id)
+        if data is None:
+            fail(f"unknown post id {post_id!r}")
+        _print_json(data) if as_json else _print_status(data)
+        return
+    health = app.health()
+    posts = app.list_posts(limit=20)
+    due = health["jobs"].get("due", 0)
+    if due and not health["worker_seen_recently"]:
+        click.echo(f"warning: {due} job(s) are due but no worker has been seen recently "
+                   f"(last heartbeat: {health['last_worker_heartbeat'] or 'never'}); run `skypost worker`",
+                   err=True)
+    if as_json:
+        _print_json({"health": health, "posts": posts})
+        return
+    click.echo("paused" if health["paused"] else "running" if health["worker_seen_recently"] else "no worker running")
+    for a in health["accounts"]:
+        click.echo(f"@{a['handle']}: {a['state']}, breaker {a['breaker']}")
+    for p in posts:
+        click.echo(f"{p['id']}: {p['status']}  {p['title'][:60]}")
+
+
+@main.command()
+@click.argument("post_id")
+@click.option("--account", default=None, help="Only this account's delivery.")
+@pass_ctx
+@guarded
+def retry(ctx: Ctx, post_id: str, account: str | None) -> None:
+    """Queue a post's failed deliveries again."""
+    data = ctx.app().retry(post_id, account)
+    if data is None:
+        fail(f"unknown post id {post_id!r}")
+    _print_status(data)
+
+
+@main.command()
+@pass_ctx
+@guarded
+def pause(ctx: Ctx) -> None:
+    """Hold all syndication (jobs stay queued)."""
+    ctx.app().pause()
+    click.echo("paused: nothing is sent until `skypost resume`")
+
+
+@main.command()
+@pass_ctx
+@guarded
+def resume(ctx: Ctx) -> None:
+    """Resume syndication."""
+    ctx.app().resume()
+    click.echo("resumed")
+
+
+@main.command()
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+@guarded
+def log(ctx: Ctx, limit: int, as_json: bool) -> None:
+    """The activity log, newest first."""
+    rows = ctx.app().events(limit=limit)
+    if as_json:
+        _print_json(rows)
+        return
+    for e in rows:
+        who = f" @{e['account']}" if e["account"] else ""
+        post = f" [{e['post_id']}]" if e["post_id"] else ""
+        click.echo(f"{e['ts']} {e['level']:<7} {e['kind']}{post}{who}: {e['message']}")
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Run until nothing is due, then exit.")
+@click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 64))
+@pass_ctx
+@guarded
+def worker(ctx: Ctx, burst: bool, concurrency: int) -> None:
+    """Publish queued posts (until SIGTERM, or --burst)."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = ctx.app()
+    w = app.make_worker(burst=burst, concurrency=concurrency)
+
+    def stop(signum: int, _frame: Any) -> None:
+        click.echo(f"received signal {signum}: finishing the delivery in hand, then exiting", err=True)
+        w.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    done = w.run()
+    click.echo(f"worker stopped after {done} job(s)", err=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,368 @@
+"""The words of skypost: posts, accounts, deliveries and their statuses.
+
+Plain dataclasses and enums. No I/O happens here; parsing a post document
+(the JSON accepted by the CLI, the HTTP API and webhooks) is pure validation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+from datetime import datetime, timezone
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+
+class PostStatus(str, enum.Enum):
+    PENDING = "pending"
+    RETRYING = "retrying"
+    RATE_LIMITED = "rate_limited"
+    CIRCUIT_OPEN = "circuit_open"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class DeliveryStatus(str, enum.Enum):
+    PENDING = "pending"
+    RETRYING = "retrying"
+    RATE_LIMITED = "rate_limited"
+    CIRCUIT_OPEN = "circuit_open"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (DeliveryStatus.COMPLETED, DeliveryStatus.FAILED)
+
+
+FINISHED_DELIVERY = (DeliveryStatus.COMPLETED.value, DeliveryStatus.FAILED.value)
+
+
+class AccountState(str, enum.Enum):
+    ACTIVE = "active"
+    NEEDS_REAUTH = "needs_reauth"
+
+
+class AccountError(Exception):
+    """An account could not be added or updated (wrong password, unreachable service)."""
+
+
+REAUTH_PREFIX = "re-enter the app password"
+
+
+def reauth_message(handle: str) -> str:
+    return f"{REAUTH_PREFIX} for @{handle} (skypost account update {handle} --password-stdin)"
+
+
+class ValidationError(ValueError):
+    """Bad input: `errors` maps each offending field to why it was refused."""
+
+    def __init__(self, errors: Mapping[str, str]):
+        self.errors = dict(errors)
+        super().__init__("; ".join(f"{k}: {v}" for k, v in self.errors.items()))
+
+
+@dataclasses.dataclass(frozen=True)
+class Post:
+    """What the site published. `id` is the site's own stable identifier."""
+
+    id: str
+    title: str = ""
+    url: str = ""
+    excerpt: str = ""
+    content_html: str = ""
+    image_url: str = ""
+    text: str = ""
+    categories: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    langs: tuple[str, ...] = ()
+    published_at: datetime | None = None
+    accounts: tuple[str, ...] = ()
+    dont_syndicate: bool = False
+    post_type: str = "post"
+
+    def to_document(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "id": self.id,
+            "title": self.title,
+            "url": self.url,
+            "excerpt": self.excerpt,
+            "content_html": self.content_html,
+            "image_url": self.image_url,
+            "text": self.text,
+            "categories": list(self.categories),
+            "tags": list(self.tags),
+            "langs": list(self.langs),
+            "published_at": self.published_at.isoformat() if self.published_at else None,
+            "accounts": list(self.accounts),
+            "dont_syndicate": self.dont_syndicate,
+        }
+        if self.post_type != "post":
+            doc["post_type"] = self.post_type
+        return doc
+
+
+@dataclasses.dataclass(frozen=True)
+class Account:
+    handle: str
+    did: str = ""
+    service: str = "https://bsky.social"
+    auto_syndicate: bool = True
+    include_categories: tuple[str, ...] = ()
+    exclude_categories: tuple[str, ...] = ()
+    state: AccountState = AccountState.ACTIVE
+    id: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "handle": self.handle,
+            "did": self.did,
+            "service": self.service,
+            "auto_syndicate": self.auto_syndicate,
+            "include_categories": list(self.include_categories),
+            "exclude_categories": list(self.exclude_categories),
+            "state": self.state.value,
+        }
+
+
+@dataclasses.dataclass
+class Delivery:
+    """One post to one account."""
+
+    id: int
+    post_seq: int
+    account_id: int
+    account: str  # handle
+    did: str
+    status: DeliveryStatus
+    attempts: int
+    next_attempt_at: datetime | None
+    rkey: str
+    uri: str | None = None
+    cid: str | None = None
+    url: str | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "account": self.account,
+            "did": self.did,
+            "status": self.status.value,
+            "attempts": self.attempts,
+            "next_attempt_at": iso(self.next_attempt_at),
+            "uri": self.uri,
+            "cid": self.cid,
+            "url": self.url,
+            "error": self.error,
+        }
+
+
+@dataclasses.dataclass
+class PostState:
+    """The status JSON of a post, as printed by the CLI and served by the API."""
+
+    id: str
+    status: PostStatus
+    reason: str | None
+    deliveries: list[Delivery]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status.value,
+            "reason": self.reason,
+            "deliveries": [d.to_json() for d in self.deliveries],
+        }
+
+
+def iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def overall_status(deliveries: list[Delivery], *, paused: bool) -> PostStatus:
+    """Rule 12: the status of a post over every targeted account."""
+    if not deliveries:
+        return PostStatus.SKIPPED
+    unfinished = [d.status for d in deliveries if not d.status.finished]
+    if unfinished:
+        if paused:
+            return PostStatus.PAUSED
+        for candidate in (
+            DeliveryStatus.CIRCUIT_OPEN,
+            DeliveryStatus.RATE_LIMITED,
+            DeliveryStatus.RETRYING,
+        ):
+            if candidate in unfinished:
+                return PostStatus(candidate.value)
+        return PostStatus.PENDING
+    done = sum(1 for d in deliveries if d.status is DeliveryStatus.COMPLETED)
+    if done == len(deliveries):
+        return PostStatus.COMPLETED
+    return PostStatus.PARTIAL if done else PostStatus.FAILED
+
+
+# --- the post document -------------------------------------------------------
+
+POST_FIELDS = (
+    "id", "title", "url", "excerpt", "content_html", "image_url", "text",
+    "categories", "tags", "langs", "published_at", "accounts", "dont_syndicate",
+)
+_EXTRA_FIELDS = ("post_type",)
+_STRING_FIELDS = ("title", "excerpt", "content_html", "text")
+_LIST_FIELDS = ("categories", "tags", "langs", "accounts")
+_MAX_ID = 255
+_MAX_TEXT = 1_000_000
+_LANG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
+HANDLE = re.compile(
+    r"^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$"
+)
+
+
+def normalize_handle(handle: str) -> str:
+    """Lower-case, without a leading @; raises ValidationError when malformed."""
+    value = (handle or "").strip().lstrip("@").lower()
+    if len(value) > 253 or not HANDLE.match(value):
+        raise ValidationError({"handle": f"{handle!r} is not a valid handle (e.g. alice.bsky.social)"})
+    return value
+
+
+def check_http_url(value: str) -> str | None:
+    """Why `value` is not an absolute http(s) URL, or None when it is."""
+    if not value:
+        return "is required"
+    if any(ch.isspace() for ch in value):
+        return "must not contain whitespace"
+    try:
+        parts = urlsplit(value)
+        parts.port  # raises on a bad port
+    except ValueError as exc:
+        return f"is not a valid URL ({exc})"
+    if parts.scheme not in ("http", "https"):
+        return "must be an http:// or https:// URL"
+    if not parts.hostname:
+        return "must include a host name"
+    return None
+
+
+def parse_datetime(value: str) -> datetime:
+    text = value.strip()
+    if text.endswith("Z") or text.endswith("z"):
+        text = text[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def parse_post_document(doc: Any, *, allow_extra: bool = False) -> Post:
+    """Validate a post document; raise ValidationError naming every bad field."""
+    if not isinstance(doc, Mapping):
+        raise ValidationError({"document": "must be a JSON object"})
+    errors: dict[str, str] = {}
+    allowed = POST_FIELDS + _EXTRA_FIELDS
+    for key in doc:
+        if key not in allowed:
+            errors[str(key)] = "unknown field"
+    values: dict[str, Any] = {}
+
+    raw_id = doc.get("id")
+    if isinstance(raw_id, int) and not isinstance(raw_id, bool):
+        raw_id = str(raw_id)
+    if not isinstance(raw_id, str) or not raw_id.strip():
+        errors["id"] = "is required and must be a non-empty string"
+    elif len(raw_id) > _MAX_ID:
+        errors["id"] = f"must be at most {_MAX_ID} characters"
+    else:
+        values["id"] = raw_id.strip()
+
+    for name in _STRING_FIELDS:
+        value = doc.get(name, "")
+        if value is None:
+            value = ""
+        if not isinstance(value, str):
+            errors[name] = "must be a string"
+        elif len(value) > _MAX_TEXT:
+            errors[name] = f"must be at most {_MAX_TEXT} characters"
+        else:
+            values[name] = value
+
+    url = doc.get("url", "")
+    url = "" if url is None else url
+    problem = check_http_url(url) if isinstance(url, str) else "must be a string"
+    if problem:
+        errors["url"] = problem
+    else:
+        values["url"] = url
+
+    image_url = doc.get("image_url", "") or ""
+    if not isinstance(image_url, str):
+        errors["image_url"] = "must be a string"
+    elif image_url and (problem := check_http_url(image_url)):
+        errors["image_url"] = problem
+    else:
+        values["image_url"] = image_url
+
+    for name in _LIST_FIELDS:
+        value = doc.get(name, []) or []
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            errors[name] = "must be a list of strings"
+            continue
+        cleaned = tuple(dict.fromkeys(v.strip() for v in value if v.strip()))
+        values[name] = cleaned
+
+    if "langs" in values:
+        bad = [lang for lang in values["langs"] if not _LANG.match(lang)]
+        if bad:
+            errors["langs"] = f"{bad[0]!r} is not a BCP-47 language tag"
+        elif len(values["langs"]) > 3:
+            errors["langs"] = "at most 3 languages"
+    if "accounts" in values:
+        handles = []
+        for handle in values["accounts"]:
+            try:
+                handles.append(normalize_handle(handle))
+            except ValidationError:
+                errors["accounts"] = f"{handle!r} is not a valid handle"
+                break
+        values["accounts"] = tuple(dict.fromkeys(handles))
+
+    published = doc.get("published_at")
+    if published not in (None, ""):
+        if not isinstance(published, str):
+            errors["published_at"] = "must be an ISO 8601 date-time string"
+        else:
+            try:
+                values["published_at"] = parse_datetime(published)
+            except ValueError:
+                errors["published_at"] = f"{published!r} is not an ISO 8601 date-time"
+
+    dont = doc.get("dont_syndicate", False)
+    if dont is None:
+        dont = False
+    if not isinstance(dont, bool):
+        errors["dont_syndicate"] = "must be true or false"
+    else:
+        values["dont_syndicate"] = dont
+
+    post_type = doc.get("post_type", "post") or "post"
+    if not isinstance(post_type, str):
+        errors["post_type"] = "must be a string"
+    else:
+        values["post_type"] = post_type
+
+    if "title" in values and "text" in values and not values["title"].strip() and not values["text"].strip():
+        errors["title"] = "a title (or a custom text) is required"
+
+    if errors:
+        raise ValidationError(errors)
+    return Post(**values)

@@ -1,0 +1,67 @@
+"""The durable job scheduler: claim with a lease, heartbeat, release.
+
+Jobs live in the database (like Action Scheduler's actions): a worker that
+dies simply stops renewing its lease, and the job is claimed again once the
+lease expires.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Mapping, Sequence
+
+from skypost.store import queries as q
+from skypost.store.db import Database
+
+Clock = Callable[[], float]
+
+
+class JobQueue:
+    def __init__(self, db: Database, *, clock: Clock, lease: float):
+        self.db = db
+        self.clock = clock
+        self.lease = lease
+        # in-process wake-up: submit() sets it so an idle worker does not wait for its poll
+        self.wakeup = threading.Event()
+
+    def schedule(self, kind: str, args: dict[str, Any], *, run_at: float | None = None,
+                 post_seq: int | None = None) -> int:
+        now = self.clock()
+        with self.db.transaction() as conn:
+            job_id = q.insert_job(conn, kind=kind, args=args, run_at=run_at if run_at is not None else now,
+                                  now=now, post_seq=post_seq)
+        self.notify()
+        return job_id
+
+    def notify(self) -> None:
+        self.wakeup.set()
+
+    def claim(self, owner: str, kinds: Sequence[str] | None = None) -> Mapping[str, Any] | None:
+        now = self.clock()
+        with self.db.transaction() as conn:
+            if q.get_setting(conn, "paused") == "1":
+                return None  # rule 11: pause holds everything
+            return q.claim_job(conn, owner=owner, now=now, lease=self.lease, kinds=kinds)
+
+    def heartbeat(self, owner: str, job_ids: Sequence[int]) -> int:
+        now = self.clock()
+        with self.db.transaction() as conn:
+            return q.extend_leases(conn, owner=owner, job_ids=job_ids, until=now + self.lease, now=now)
+
+    def complete(self, job_id: int, owner: str) -> bool:
+        with self.db.transaction() as conn:
+            return q.release_job(conn, job_id, owner=owner, status="done", run_at=None, now=self.clock())
+
+    def reschedule(self, job_id: int, owner: str, run_at: float, error: str | None = None) -> bool:
+        with self.db.transaction() as conn:
+            return q.release_job(conn, job_id, owner=owner, status="todo", run_at=run_at, now=self.clock(),
+                                 error=error)
+
+    def fail(self, job_id: int, owner: str, error: str) -> bool:
+        with self.db.transaction() as conn:
+            return q.release_job(conn, job_id, owner=owner, status="failed", run_at=None, now=self.clock(),
+                                 error=error)
+
+    def next_due_at(self) -> float | None:
+        with self.db.connect() as conn:
+            return q.next_due_at(conn)

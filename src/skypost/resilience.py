@@ -1,0 +1,215 @@
+"""Failure classification, the retry schedule, the circuit breaker and the
+rate limiter — as pure functions over plain state, so that every worker on
+every host can apply them to the rows they share in the database."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import random
+import re
+from typing import Any, Mapping, Sequence
+
+
+class FailureKind(str, enum.Enum):
+    TRANSIENT = "transient"  # network error, timeout, 5xx: retry on the schedule
+    RATE_LIMITED = "rate_limited"  # 429 or a spent budget: wait for the reset, no attempt used
+    AUTH = "auth"  # bad or revoked app password: the account needs a person
+    PERMANENT = "permanent"  # the record is wrong: retrying cannot help
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    kind: FailureKind
+    message: str
+    status: int | None = None
+    error: str | None = None
+    retry_after: float | None = None  # seconds, when the server said
+
+
+# 400s that say the session, not the request, is at fault
+TOKEN_ERRORS = frozenset({"ExpiredToken", "InvalidToken"})
+_AUTH_ERRORS = frozenset({
+    "AuthenticationRequired", "AuthMissing", "AccountTakedown", "AccountDeactivated",
+    "AuthFactorTokenRequired", "InvalidPassword",
+})
+
+
+def classify(status: int | None, error: str | None, message: str | None,
+             headers: Mapping[str, str] | None = None, *, now: float = 0.0) -> Failure:
+    """Map an HTTP outcome (status None = no response at all) to a failure kind."""
+    text = message or error or (f"HTTP {status}" if status else "no response")
+    if status is None:
+        return Failure(FailureKind.TRANSIENT, text)
+    if status == 429 or error == "RateLimitExceeded":
+        return Failure(FailureKind.RATE_LIMITED, text, status, error,
+                       retry_after_seconds(headers or {}, now))
+    if status in (401, 403) or error in _AUTH_ERRORS:
+        return Failure(FailureKind.AUTH, text, status, error)
+    if status in (408, 425) or status >= 500:
+        return Failure(FailureKind.TRANSIENT, text, status, error)
+    return Failure(FailureKind.PERMANENT, text, status, error)
+
+
+def retry_delay(attempts_made: int, delays: Sequence[float]) -> float | None:
+    """Seconds until the next attempt after `attempts_made` failed ones; None: give up.
+
+    With (60, 120, 300): attempt 1 fails → +60, 2 → +120, 3 → +300, 4 → failed.
+    """
+    if attempts_made < 1:
+        return 0.0
+    if attempts_made > len(delays):
+        return None
+    return float(delays[attempts_made - 1])
+
+
+# --- circuit breaker ------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class BreakerGate:
+    """What an attempt may do: go, go as the single probe, or wait until `wait_until`."""
+
+    allow: bool
+    probe: bool = False
+    wait_until: float | None = None
+
+
+def breaker_gate(state: Mapping[str, Any] | None, now: float) -> BreakerGate:
+    if not state or state["state"] == "closed":
+        return BreakerGate(True)
+    if state["state"] == "open":
+        if state["open_until"] is not None and now < state["open_until"]:
+            return BreakerGate(False, wait_until=state["open_until"])
+        return BreakerGate(True, probe=True)
+    # half_open: someone holds the probe; wait for it unless it was abandoned
+    if state["probe_until"] is not None and now < state["probe_until"]:
+        return BreakerGate(False, wait_until=state["probe_until"])
+    return BreakerGate(True, probe=True)
+
+
+def breaker_after_success(now: float) -> dict[str, Any]:
+    return {"state": "closed", "failures": 0, "opened_at": None, "open_until": None,
+            "probe_owner": None, "probe_until": None, "updated_at": now}
+
+
+def breaker_after_failure(state: Mapping[str, Any] | None, now: float, *, threshold: int,
+                          cooldown: float, was_probe: bool) -> dict[str, Any]:
+    """Count a transient failure; open (again) at the threshold or when a probe failed."""
+    failures = (state["failures"] if state else 0) + 1
+    values: dict[str, Any] = {"failures": failures, "probe_owner": None, "probe_until": None, "updated_at": now}
+    if was_probe or failures >= threshold or (state and state["state"] != "closed"):
+        values.update(state="open", opened_at=now, open_until=now + cooldown)
+    else:
+        values.update(state="closed", opened_at=None, open_until=None)
+    return values
+
+
+def breaker_release_probe(now: float) -> dict[str, Any]:
+    """A probe that never reached the server (rate limited): the next caller may probe."""
+    return {"state": "open", "open_until": now, "probe_owner": None, "probe_until": None, "updated_at": now}
+
+
+# --- rate limiter ----------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class RateObservation:
+    limit: int | None
+    remaining: int | None
+    reset_at: float | None
+    policy: str | None
+
+
+def _int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(float(value.split(",")[0].strip()))
+    except ValueError:
+        return None
+
+
+def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+def parse_rate_headers(headers: Mapping[str, str], now: float) -> RateObservation | None:
+    """RateLimit-Limit/Remaining/Reset/Policy; Reset is a UNIX time (or, if small, seconds from now)."""
+    h = _lower(headers)
+    remaining = _int(h.get("ratelimit-remaining"))
+    if remaining is None:
+        return None
+    reset = _int(h.get("ratelimit-reset"))
+    reset_at: float | None = None
+    if reset is not None:
+        # an absolute time on Bluesky; a delta (draft standard) is a small number
+        reset_at = float(reset) if reset > 1_000_000_000 else now + reset
+    return RateObservation(_int(h.get("ratelimit-limit")), remaining, reset_at, h.get("ratelimit-policy"))
+
+
+def retry_after_seconds(headers: Mapping[str, str], now: float) -> float | None:
+    """Retry-After as seconds or an HTTP date; else the RateLimit-Reset time."""
+    h = _lower(headers)
+    value = h.get("retry-after")
+    if value:
+        value = value.strip()
+        if re.fullmatch(r"\d+(\.\d+)?", value):
+            return float(value)
+        from email.utils import parsedate_to_datetime
+
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+        except (TypeError, ValueError, IndexError):
+            pass
+    obs = parse_rate_headers(headers, now)
+    if obs and obs.reset_at is not None and obs.reset_at > now:
+        return obs.reset_at - now
+    return None
+
+
+FALLBACK_429_DELAYS = (60.0, 120.0, 300.0)
+
+
+def fallback_429_delay(consecutive: int, rng: random.Random) -> float:
+    """A 429 without headers: 60/120/300 s, ±20 % jitter."""
+    base = FALLBACK_429_DELAYS[min(max(consecutive, 1), len(FALLBACK_429_DELAYS)) - 1]
+    return base * rng.uniform(0.8, 1.2)
+
+
+def limiter_after_response(obs: RateObservation | None, now: float) -> dict[str, Any] | None:
+    if obs is None:
+        return None
+    return {"limit": obs.limit, "remaining": obs.remaining, "reset_at": obs.reset_at,
+            "policy": obs.policy, "consecutive_429": 0, "updated_at": now}
+
+
+def limiter_after_429(row: Mapping[str, Any] | None, headers: Mapping[str, str], now: float,
+                      rng: random.Random) -> dict[str, Any]:
+    consecutive = (row["consecutive_429"] if row else 0) + 1
+    wait = retry_after_seconds(headers, now)
+    if wait is None:
+        wait = fallback_429_delay(consecutive, rng)
+    obs = parse_rate_headers(headers, now)
+    values: dict[str, Any] = {"blocked_until": now + wait, "consecutive_429": consecutive, "updated_at": now}
+    if obs:
+        values.update(limit=obs.limit, remaining=obs.remaining, reset_at=obs.reset_at, policy=obs.policy)
+    return values
+
+
+def hold_until(rows: Sequence[Mapping[str, Any]], now: float, *, reserve: int) -> float | None:
+    """The time before which no request should go out, or None when all budgets allow one."""
+    waits: list[float] = []
+    for row in rows:
+        blocked = row.get("blocked_until")
+        if blocked is not None and blocked > now:
+            waits.append(blocked)
+        remaining, reset_at = row.get("remaining"), row.get("reset_at")
+        if remaining is not None and reset_at is not None and reset_at > now and remaining <= reserve:
+            waits.append(reset_at)
+    return max(waits) if waits else None
+
+
+def spend(row: Mapping[str, Any] | None, requests: int, now: float) -> dict[str, Any] | None:
+    """Count requests against a known budget before the server reports it (other workers see it)."""
+    if not row or row.get("remaining") is None or row.get("reset_at") is None or row["reset_at"] <= now:
+        return None
+    return {"remaining": max(0, row["remaining"] - requests), "updated_at": now}

@@ -1,0 +1,248 @@
+"""Connections and transactions for SQLite and PostgreSQL, on plain DB-API drivers.
+
+The schema is defined with SQLAlchemy Core and migrated with Alembic, but both
+are loaded only by `migrate()`: importing SQLAlchemy costs ~150 ms here, more
+than the whole budget of `skypost submit`. Queries (queries.py) are plain SQL
+that both databases accept; this module adapts the placeholders.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+from urllib.parse import unquote, urlsplit
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+# the newest Alembic revision; a test keeps it equal to the migrations' head
+SCHEMA_HEAD = "0001"
+
+# columns whose values are JSON documents / booleans, decoded the same way on both databases
+JSON_COLUMNS = frozenset({"document", "args", "include_categories", "exclude_categories", "data"})
+BOOL_COLUMNS = frozenset({"auto_syndicate", "tried", "enabled"})
+
+_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+class DatabaseError(RuntimeError):
+    pass
+
+
+def normalize_url(url: str) -> str:
+    """Use psycopg 3 for plain postgresql:// URLs."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def decode_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    for key, value in out.items():
+        if key in JSON_COLUMNS and isinstance(value, (str, bytes)):
+            out[key] = json.loads(value)
+        elif key in BOOL_COLUMNS and value is not None:
+            out[key] = bool(value)
+    return out
+
+
+def encode_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+class Conn:
+    """One connection inside one transaction."""
+
+    def __init__(self, raw: Any, dialect: str):
+        self.raw = raw
+        self.dialect = dialect
+        self.rowcount = 0
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        if self.dialect == "postgresql":
+            sql = _NAMED.sub(r"%(\1)s", sql)
+        cur = self.raw.execute(sql, dict(params or {}))
+        self.rowcount = cur.rowcount
+        return cur
+
+    def executemany(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        if self.dialect == "postgresql":
+            sql = _NAMED.sub(r"%(\1)s", sql)
+            with self.raw.cursor() as cur:
+                cur.executemany(sql, [dict(r) for r in rows])
+        else:
+            self.raw.executemany(sql, [dict(r) for r in rows])
+
+    def all(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        cur = self.execute(sql, params)
+        return [decode_row(r) for r in cur.fetchall()]
+
+    def one(self, sql: str, params: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+        cur = self.execute(sql, params)
+        row = cur.fetchone()
+        return decode_row(row) if row is not None else None
+
+    def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        cur = self.execute(sql, params)
+        row = cur.fetchone()
+        if row is None:
+            return None
+        return next(iter(dict(row).values()))
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+
+def _sqlite_dict(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
+    return {col[0]: value for col, value in zip(cursor.description, row)}
+
+
+class Database:
+    """Per-thread connections and the one way to run a transaction."""
+
+    def __init__(self, url: str):
+        self.url = normalize_url(url)
+        self.dialect = "postgresql" if self.url.startswith("postgresql") else "sqlite"
+        if self.dialect == "sqlite" and not self.url.startswith("sqlite"):
+            raise DatabaseError(f"unsupported database URL {url!r} (use sqlite:///FILE or postgresql://...)")
+        self._local = threading.local()
+        self._all: list[Any] = []
+        self._lock = threading.Lock()
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+    # --- connections ------------------------------------------------------------
+
+    def sqlite_path(self) -> str:
+        rest = self.url.split(":///", 1)[1] if ":///" in self.url else ""
+        rest = rest.split("?", 1)[0]
+        return rest or ":memory:"
+
+    def conninfo(self) -> str:
+        parts = urlsplit(self.url.replace("postgresql+psycopg://", "postgresql://", 1))
+        return parts._replace(path=parts.path).geturl() if parts.path else parts.geturl()
+
+    def _open(self) -> Any:
+        if self.dialect == "sqlite":
+            path = self.sqlite_path()
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            raw = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+            raw.row_factory = _sqlite_dict
+            raw.execute("PRAGMA journal_mode=WAL")
+            raw.execute("PRAGMA synchronous=NORMAL")
+            raw.execute("PRAGMA foreign_keys=ON")
+            raw.execute("PRAGMA busy_timeout=30000")
+        else:
+            import psycopg
+            from psycopg.rows import dict_row
+
+            raw = psycopg.connect(self.conninfo(), autocommit=True, row_factory=dict_row)
+        with self._lock:
+            self._all.append(raw)
+        return raw
+
+    def _raw(self) -> Any:
+        raw = getattr(self._local, "raw", None)
+        if raw is None or (self.dialect == "postgresql" and raw.closed):
+            raw = self._local.raw = self._open()
+        return raw
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Conn]:
+        raw = self._raw()
+        if getattr(self._local, "depth", 0):
+            # nested use on the same thread joins the open transaction
+            yield Conn(raw, self.dialect)
+            return
+        self._local.depth = 1
+        try:
+            if self.dialect == "sqlite":
+                # take the write lock up front: no deadlock on a read-then-write upgrade
+                raw.execute("BEGIN IMMEDIATE")
+                try:
+                    yield Conn(raw, self.dialect)
+                except BaseException:
+                    raw.execute("ROLLBACK")
+                    raise
+                raw.execute("COMMIT")
+            else:
+                try:
+                    with raw.transaction():
+                        yield Conn(raw, self.dialect)
+                except Exception as exc:
+                    if raw.closed or getattr(raw, "broken", False):
+                        self._local.raw = None
+                    raise exc
+        finally:
+            self._local.depth = 0
+
+    connect = transaction  # reads use a short transaction too (a consistent snapshot)
+
+    def dispose(self) -> None:
+        with self._lock:
+            conns, self._all = self._all, []
+        for raw in conns:
+            try:
+                raw.close()
+            except Exception:  # noqa: BLE001
+                pass
+        self._local = threading.local()
+
+    # --- schema -------------------------------------------------------------------
+
+    def schema_revision(self) -> str | None:
+        """The stored revision, read without loading Alembic; None if uninitialised."""
+        try:
+            with self.transaction() as conn:
+                return conn.scalar("SELECT version_num FROM alembic_version")
+        except Exception:  # noqa: BLE001 - no table yet
+            return None
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision (loads SQLAlchemy and Alembic)."""
+        import sqlalchemy as sa
+        from alembic import command
+
+        if self.dialect == "sqlite":
+            path = self.sqlite_path()
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            engine = sa.create_engine(f"sqlite:///{path}", poolclass=sa.pool.NullPool)
+        else:
+            engine = sa.create_engine(self.url, poolclass=sa.pool.NullPool)
+        try:
+            with engine.begin() as conn:
+                if self.dialect == "postgresql":
+                    # one migrator at a time when many hosts start together
+                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7201522)")
+                cfg = alembic_config(self.url)
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        finally:
+            engine.dispose()
+
+    def head_revision(self) -> str | None:
+        from alembic.script import ScriptDirectory
+
+        return ScriptDirectory.from_config(alembic_config(self.url)).get_current_head()
+
+
+def alembic_config(url: str):  # type: ignore[no-untyped-def]
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", unquote(url).replace("%", "%%"))
+    return cfg

@@ -1,0 +1,162 @@
+"""The SQLAlchemy Core schema, shared by SQLite and PostgreSQL.
+
+Times are stored as UNIX seconds (float): the same comparisons work on both
+databases and the clock stays injectable.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("handle", sa.String(253), nullable=False, unique=True),
+    sa.Column("did", sa.String(2048), nullable=False),
+    sa.Column("service", sa.String(2048), nullable=False),
+    sa.Column("auto_syndicate", sa.Boolean, nullable=False, default=True),
+    sa.Column("include_categories", sa.JSON, nullable=False),
+    sa.Column("exclude_categories", sa.JSON, nullable=False),
+    sa.Column("state", sa.String(32), nullable=False),
+    # Fernet tokens: the app password and the exported session
+    sa.Column("password_enc", sa.Text, nullable=False),
+    sa.Column("session_enc", sa.Text, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+posts = sa.Table(
+    "posts",
+    metadata,
+    # seq is the submit order (rule 4)
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("post_id", sa.String(255), nullable=False, unique=True),
+    sa.Column("document", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("source", sa.String(64), nullable=False, default="api"),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Index("ix_posts_status_seq", "status", "seq"),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("post_seq", sa.Integer, sa.ForeignKey("posts.seq", ondelete="CASCADE"), nullable=False),
+    sa.Column("account_id", sa.Integer, sa.ForeignKey("accounts.id", ondelete="SET NULL"), nullable=True),
+    # copies, so that history survives the removal of an account
+    sa.Column("handle", sa.String(253), nullable=False),
+    sa.Column("did", sa.String(2048), nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    # an attempt may have reached the PDS: check for the record before creating it again
+    sa.Column("tried", sa.Boolean, nullable=False, default=False),
+    sa.Column("next_attempt_at", sa.Float, nullable=True),
+    # the record key, chosen at submit time: the same key on every attempt (rule 9)
+    sa.Column("rkey", sa.String(13), nullable=False),
+    sa.Column("uri", sa.String(2048), nullable=True),
+    sa.Column("cid", sa.String(256), nullable=True),
+    sa.Column("url", sa.String(2048), nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("completed_at", sa.Float, nullable=True),
+    sa.UniqueConstraint("post_seq", "account_id", name="uq_deliveries_post_account"),
+    sa.Index("ix_deliveries_account_status_seq", "account_id", "status", "post_seq"),
+    sa.Index("ix_deliveries_post_seq", "post_seq"),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("args", sa.JSON, nullable=False),
+    # the post a syndication job works on, so that finished deliveries can wake followers
+    sa.Column("post_seq", sa.Integer, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),  # todo / doing / done / failed
+    sa.Column("run_at", sa.Float, nullable=False),
+    sa.Column("lease_owner", sa.String(255), nullable=True),
+    sa.Column("lease_expires_at", sa.Float, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Index("ix_jobs_status_run_at", "status", "run_at"),
+    sa.Index("ix_jobs_post_seq", "post_seq"),
+)
+
+breakers = sa.Table(
+    "breakers",
+    metadata,
+    sa.Column("account_id", sa.Integer, sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),  # closed / open / half_open
+    sa.Column("failures", sa.Integer, nullable=False, default=0),
+    sa.Column("opened_at", sa.Float, nullable=True),
+    sa.Column("open_until", sa.Float, nullable=True),
+    sa.Column("probe_owner", sa.String(255), nullable=True),
+    sa.Column("probe_until", sa.Float, nullable=True),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+rate_limits = sa.Table(
+    "rate_limits",
+    metadata,
+    # "account:<id>" or "host:<egress id>:<service host>"
+    sa.Column("key", sa.String(512), primary_key=True),
+    sa.Column("limit", sa.Integer, nullable=True),
+    sa.Column("remaining", sa.Integer, nullable=True),
+    sa.Column("reset_at", sa.Float, nullable=True),
+    sa.Column("policy", sa.String(255), nullable=True),
+    sa.Column("blocked_until", sa.Float, nullable=True),
+    sa.Column("consecutive_429", sa.Integer, nullable=False, default=0),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("level", sa.String(16), nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("post_id", sa.String(255), nullable=True),
+    sa.Column("account", sa.String(253), nullable=True),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("data", sa.JSON, nullable=True),
+    sa.Index("ix_events_ts", "ts"),
+    sa.Index("ix_events_post_id", "post_id"),
+)
+
+settings = sa.Table(
+    "settings",
+    metadata,
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("id", sa.String(255), primary_key=True),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("heartbeat_at", sa.Float, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # running / stopped
+    sa.Column("jobs_done", sa.Integer, nullable=False, default=0),
+)

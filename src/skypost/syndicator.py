@@ -1,0 +1,187 @@
+"""The submit path: guards, account selection and one transaction that writes
+the post, one delivery per account and the job. No network call happens here."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timezone
+from typing import Any, Mapping, Sequence
+
+
+from skypost.bluesky.tid import new_tid
+from skypost.models import (
+    Account,
+    AccountState,
+    Delivery,
+    DeliveryStatus,
+    Post,
+    PostState,
+    PostStatus,
+    ValidationError,
+    overall_status,
+)
+from skypost.store import queries as q
+from skypost.store.db import Conn as Connection
+
+PUBLISHED_STATES = frozenset({"publish", "published"})
+SYNDICATE_JOB = "syndicate"
+
+
+def account_from_row(row: Mapping[str, Any]) -> Account:
+    return Account(
+        id=row["id"],
+        handle=row["handle"],
+        did=row["did"],
+        service=row["service"],
+        auto_syndicate=bool(row["auto_syndicate"]),
+        include_categories=tuple(row["include_categories"] or ()),
+        exclude_categories=tuple(row["exclude_categories"] or ()),
+        state=AccountState(row["state"]),
+    )
+
+
+def categories_allow(account: Account, categories: Sequence[str]) -> bool:
+    """Rule 3: no rules → yes; an excluded category wins; includes are OR;
+    rules set but the post has no category → no."""
+    include = {c.casefold() for c in account.include_categories}
+    exclude = {c.casefold() for c in account.exclude_categories}
+    if not include and not exclude:
+        return True
+    post_categories = {c.casefold() for c in categories}
+    if not post_categories:
+        return False
+    if post_categories & exclude:
+        return False
+    if include:
+        return bool(post_categories & include)
+    return True
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    accounts: list[Account]
+    reason: str | None  # why nothing is to be sent, when accounts is empty
+
+
+def select_accounts(post: Post, candidates: Sequence[Account]) -> Selection:
+    """Rule 3: the explicit selection, else every auto_syndicate account; then category rules."""
+    if post.accounts:
+        by_handle = {a.handle: a for a in candidates}
+        unknown = [h for h in post.accounts if h not in by_handle]
+        if unknown:
+            raise ValidationError({"accounts": f"unknown account @{unknown[0]} (see `skypost account list`)"})
+        chosen = [by_handle[h] for h in post.accounts]
+        if not chosen:
+            return Selection([], "no account selected")
+    else:
+        chosen = [a for a in candidates if a.auto_syndicate]
+        if not chosen:
+            return Selection([], "no account selected: none is set to auto-syndicate")
+    allowed = [a for a in chosen if categories_allow(a, post.categories)]
+    if not allowed:
+        return Selection([], "the category rules of every selected account exclude this post")
+    return Selection(allowed, None)
+
+
+def guard_reason(post: Post, *, cutoff: float | None, post_types: Sequence[str]) -> str | None:
+    """Rule 2 guards that depend on the post alone."""
+    if post.dont_syndicate:
+        return "the post is marked dont_syndicate"
+    if post.post_type not in post_types:
+        return f"posts of type {post.post_type!r} are not syndicated"
+    if cutoff is not None and post.published_at is not None and post.published_at.timestamp() < cutoff:
+        when = datetime.fromtimestamp(cutoff, timezone.utc).isoformat()
+        return f"published before skypost was activated ({when})"
+    return None
+
+
+def delivery_from_row(row: Mapping[str, Any]) -> Delivery:
+    return Delivery(
+        id=row["id"],
+        post_seq=row["post_seq"],
+        account_id=row["account_id"],
+        account=row["handle"],
+        did=row["did"],
+        status=DeliveryStatus(row["status"]),
+        attempts=row["attempts"],
+        next_attempt_at=_dt(row["next_attempt_at"]),
+        rkey=row["rkey"],
+        uri=row["uri"],
+        cid=row["cid"],
+        url=row["url"],
+        error=row["error"],
+    )
+
+
+def _dt(value: float | None) -> datetime | None:
+    return datetime.fromtimestamp(value, timezone.utc) if value is not None else None
+
+
+def post_state(conn: Connection, post_row: Mapping[str, Any], *, paused: bool) -> PostState:
+    rows = q.deliveries_for_posts(conn, [post_row["seq"]])
+    return state_from_rows(post_row, rows, paused=paused)
+
+
+def state_from_rows(post_row: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], *, paused: bool) -> PostState:
+    deliveries = [delivery_from_row(r) for r in rows]
+    if post_row["status"] == PostStatus.SKIPPED.value:
+        return PostState(post_row["post_id"], PostStatus.SKIPPED, post_row["reason"], deliveries)
+    status = overall_status(deliveries, paused=paused)
+    reason = post_row["reason"]
+    if status in (PostStatus.FAILED, PostStatus.PARTIAL) and not reason:
+        errors = [f"@{d.account}: {d.error}" for d in deliveries if d.status is DeliveryStatus.FAILED and d.error]
+        reason = "; ".join(errors) or None
+    if status is PostStatus.PAUSED:
+        reason = "syndication is paused (skypost resume)"
+    return PostState(post_row["post_id"], status, reason, deliveries)
+
+
+def is_paused(conn: Connection) -> bool:
+    return q.get_setting(conn, "paused") == "1"
+
+
+def activation_cutoff(conn: Connection) -> float | None:
+    value = q.get_setting(conn, "activated_at")
+    return float(value) if value else None
+
+
+def submit(conn: Connection, post: Post, *, now: float, post_types: Sequence[str] = ("post",),
+           source: str = "api") -> tuple[PostState, bool]:
+    """Rules 1–3 in the caller's transaction. Returns (status, created)."""
+    existing = q.post_by_id(conn, post.id)
+    if existing is not None:
+        return post_state(conn, existing, paused=is_paused(conn)), False
+
+    candidates = [account_from_row(r) for r in q.list_accounts(conn)]
+    selection = select_accounts(post, candidates)  # may raise: nothing written yet
+    reason = guard_reason(post, cutoff=activation_cutoff(conn), post_types=post_types) or selection.reason
+    document = post.to_document()
+    if reason:
+        q.insert_post(conn, post_id=post.id, document=document, status=PostStatus.SKIPPED.value,
+                      reason=reason, source=source, created_at=now, updated_at=now)
+        q.add_event(conn, ts=now, kind="skipped", post_id=post.id, message=f"not syndicated: {reason}")
+        row = q.post_by_id(conn, post.id)
+        assert row is not None
+        return post_state(conn, row, paused=False), True
+
+    seq = q.insert_post(conn, post_id=post.id, document=document, status=PostStatus.PENDING.value,
+                        reason=None, source=source, created_at=now, updated_at=now)
+    q.insert_deliveries(conn, [
+        {
+            "post_seq": seq, "account_id": account.id, "handle": account.handle, "did": account.did,
+            "position": position, "status": DeliveryStatus.PENDING.value, "attempts": 0, "tried": False,
+            "next_attempt_at": None, "rkey": new_tid(), "created_at": now, "updated_at": now,
+        }
+        for position, account in enumerate(selection.accounts)
+    ])
+    q.insert_job(conn, kind=SYNDICATE_JOB, args={"post_seq": seq}, run_at=now, now=now, post_seq=seq)
+    handles = ", ".join("@" + a.handle for a in selection.accounts)
+    q.add_event(conn, ts=now, kind="submitted", post_id=post.id, message=f"queued for {handles}")
+    row = q.post_by_seq(conn, seq)
+    assert row is not None
+    return post_state(conn, row, paused=is_paused(conn)), True
+
+
+def transient_skip(post: Post, reason: str) -> PostState:
+    """A status for a post that is not recorded (a transition that is not a publish)."""
+    return PostState(post.id, PostStatus.SKIPPED, reason, [])

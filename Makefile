@@ -1,0 +1,50 @@
+# The two commands of the README:
+#   make run    set up, initialise the SQLite database, and run skypost
+#   make test   set up everything the tests need, and run them
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: run setup test test-setup bench lock clean
+
+run: setup
+	$(BIN)/skypost init
+	$(BIN)/skypost worker
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+$(VENV)/.test-installed: $(VENV)/.installed requirements-test.lock
+	$(BIN)/python -m pip install -q -r requirements-test.lock
+	touch $@
+
+tests/pds/node_modules/.installed: tests/pds/package.json tests/pds/package-lock.json
+	cd tests/pds && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+test-setup: $(VENV)/.test-installed tests/pds/node_modules/.installed
+	scripts/ensure-postgres.sh
+
+test: test-setup
+	$(BIN)/python -m pytest
+
+# Regenerate the lock files from pyproject.toml in a scratch environment.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install -q --upgrade pip
+	.lock-venv/bin/python -m pip install -q .
+	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^skypost' > requirements.lock
+	.lock-venv/bin/python -m pip install -q '.[test]'
+	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^skypost' | grep -vxFf requirements.lock > requirements-test.lock || true
+	rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) tests/pds/node_modules .pytest_cache .hypothesis

@@ -328,8 +328,14 @@ class Skypost:
             self.pipeline.process_syndication(job["id"], job["args"]["post_seq"], owner=owner,
                                               should_stop=should_stop)
 
-        return Worker(db=self.db, queue=self.queue, handlers={syndicator.SYNDICATE_JOB: syndicate},
-                      concurrency=concurrency, burst=burst, poll_interval=self.settings.poll_interval)
+        def feed_poll(job: Mapping[str, Any], owner: str, should_stop: Callable[[], bool]) -> None:
+            from skypost.sources.feeds import run_poll_job
+
+            run_poll_job(self, job, owner, should_stop)
+
+        handlers = {syndicator.SYNDICATE_JOB: syndicate, "feed_poll": feed_poll}
+        return Worker(db=self.db, queue=self.queue, handlers=handlers, concurrency=concurrency, burst=burst,
+                      poll_interval=self.settings.poll_interval)
 
     def run_worker(self, *, burst: bool = False, concurrency: int = 1) -> int:
         """Run a worker in this thread: until nothing is due (burst) or until stopped."""

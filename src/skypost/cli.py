@@ -62,7 +62,32 @@ def guarded(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@click.group()
+class LazyGroup(click.Group):
+    """Commands of other modules are imported only when used: `submit` stays fast."""
+
+    lazy = {
+        "serve": "skypost.web.commands:serve",
+        "token": "skypost.web.commands:token",
+        "hook": "skypost.web.commands:hook",
+        "feed": "skypost.sources.commands:feed",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy and name not in self.commands:
+            import importlib
+
+            module, _, attr = self.lazy[name].partition(":")
+            try:
+                return getattr(importlib.import_module(module), attr)
+            except (ImportError, AttributeError):
+                return None
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup)
 @click.option("--database-url", envvar="SKYPOST_DATABASE_URL", default=None,
               help="Database URL (default sqlite:///skypost.db).")
 @click.version_option(package_name="skypost")

@@ -160,3 +160,65 @@ workers = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),  # running / stopped
     sa.Column("jobs_done", sa.Integer, nullable=False, default=0),
 )
+
+# --- serve: API tokens and webhooks ------------------------------------------------
+
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(255), nullable=False, unique=True),
+    # SHA-256 of the token: the token itself is shown once and never stored
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("last_used_at", sa.Float, nullable=True),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+)
+
+hooks = sa.Table(
+    "hooks",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False),  # generic / ghost / wordpress
+    sa.Column("secret_enc", sa.Text, nullable=False),
+    sa.Column("accounts", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+# --- feeds --------------------------------------------------------------------------
+
+feeds = sa.Table(
+    "feeds",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("url", sa.String(2048), nullable=False, unique=True),
+    sa.Column("accounts", sa.JSON, nullable=False),
+    sa.Column("include_categories", sa.JSON, nullable=False),
+    sa.Column("interval", sa.Float, nullable=False),
+    sa.Column("backfill", sa.Integer, nullable=False, default=0),
+    # entries published before this time are the backlog: not syndicated
+    sa.Column("cutoff", sa.Float, nullable=True),
+    sa.Column("etag", sa.String(1024), nullable=True),
+    sa.Column("last_modified", sa.String(255), nullable=True),
+    sa.Column("title", sa.Text, nullable=True),
+    sa.Column("enabled", sa.Boolean, nullable=False, default=True),
+    sa.Column("last_polled_at", sa.Float, nullable=True),
+    sa.Column("next_poll_at", sa.Float, nullable=True),
+    sa.Column("last_status", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("error_count", sa.Integer, nullable=False, default=0),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+feed_entries = sa.Table(
+    "feed_entries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("feed_id", sa.Integer, sa.ForeignKey("feeds.id", ondelete="CASCADE"), nullable=False),
+    # a stable key of the entry (guid/id, else link): seen once, never submitted again
+    sa.Column("entry_key", sa.String(512), nullable=False),
+    sa.Column("post_id", sa.String(255), nullable=True),
+    sa.Column("seen_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("feed_id", "entry_key", name="uq_feed_entries_feed_key"),
+)

@@ -9,9 +9,9 @@ connection = context.config.attributes.get("connection")
 
 def run() -> None:
     if connection is None:
-        from skypost.store.db import create_engine
+        import sqlalchemy as sa
 
-        engine = create_engine(context.config.get_main_option("sqlalchemy.url"))
+        engine = sa.create_engine(context.config.get_main_option("sqlalchemy.url"), poolclass=sa.pool.NullPool)
         with engine.begin() as conn:
             _migrate(conn)
         engine.dispose()

@@ -158,12 +158,13 @@ class Skypost:
         return self.submit_state(post, sync=sync, source=source).to_json()
 
     def submit_state(self, post: Post | Mapping[str, Any], *, sync: bool | None = None,
-                     source: str = "api") -> PostState:
+                     source: str = "api", check_cutoff: bool = True) -> PostState:
+        """`check_cutoff=False` for sources with their own activation cutoff (feeds)."""
         if not isinstance(post, Post):
             post = parse_post_document(post)
         now = self.clock()
         with self.db.transaction() as conn:
-            state, created = syndicator.submit(conn, post, now=now, source=source)
+            state, created = syndicator.submit(conn, post, now=now, source=source, check_cutoff=check_cutoff)
         if created and state.deliveries:
             self.queue.notify()
             if sync if sync is not None else self.settings.queue == "inline":

@@ -146,7 +146,7 @@ def activation_cutoff(conn: Connection) -> float | None:
 
 
 def submit(conn: Connection, post: Post, *, now: float, post_types: Sequence[str] = ("post",),
-           source: str = "api") -> tuple[PostState, bool]:
+           source: str = "api", check_cutoff: bool = True) -> tuple[PostState, bool]:
     """Rules 1–3 in the caller's transaction. Returns (status, created)."""
     existing = q.post_by_id(conn, post.id)
     if existing is not None:
@@ -154,7 +154,8 @@ def submit(conn: Connection, post: Post, *, now: float, post_types: Sequence[str
 
     candidates = [account_from_row(r) for r in q.list_accounts(conn)]
     selection = select_accounts(post, candidates)  # may raise: nothing written yet
-    reason = guard_reason(post, cutoff=activation_cutoff(conn), post_types=post_types) or selection.reason
+    cutoff = activation_cutoff(conn) if check_cutoff else None
+    reason = guard_reason(post, cutoff=cutoff, post_types=post_types) or selection.reason
     document = post.to_document()
     if reason:
         q.insert_post(conn, post_id=post.id, document=document, status=PostStatus.SKIPPED.value,

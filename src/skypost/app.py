@@ -71,6 +71,7 @@ class Skypost:
         self.composer = composer or _default_composer
         self._fetcher_factory = fetcher_factory
         self._fetcher: Any = None
+        self._transport: Any = None
         self._cipher: Cipher | None = None
         self._lock = threading.Lock()
         self.queue = JobQueue(self.db, clock=clock, lease=self.settings.job_lease)
@@ -115,7 +116,7 @@ class Skypost:
             self._pipeline = Pipeline(
                 db=self.db, settings=self.settings, cipher_provider=self.cipher,
                 client_factory=self.client_factory, composer=self.composer, fetcher_provider=self.fetcher,
-                clock=self.clock, rng=self._rng,
+                clock=self.clock, rng=self._rng, transport_provider=self.http_transport,
             )
         return self._pipeline
 
@@ -135,14 +136,27 @@ class Skypost:
             if self._fetcher_factory is not None:
                 self._fetcher = self._fetcher_factory()
             else:
-                from skypost.fetch import SafeFetcher
+                from skypost.fetch import CachingFetcher, SafeFetcher
 
-                self._fetcher = SafeFetcher(allow_private=self.settings.allow_private_urls)
+                self._fetcher = CachingFetcher(SafeFetcher(allow_private=self.settings.allow_private_urls))
         return self._fetcher
+
+    def http_transport(self) -> Any:
+        """One connection pool for every Bluesky call of this process (keep-alive, one TLS set-up)."""
+        if self._transport is None:
+            with self._lock:
+                if self._transport is None:
+                    import httpx
+
+                    self._transport = httpx.HTTPTransport(
+                        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
+        return self._transport
 
     def close(self) -> None:
         if self._fetcher is not None and hasattr(self._fetcher, "close"):
             self._fetcher.close()
+        if self._transport is not None:
+            self._transport.close()
         self.db.dispose()
 
     def __enter__(self) -> "Skypost":
@@ -271,6 +285,8 @@ class Skypost:
         now = self.clock()
         with self.db.transaction() as conn:
             q.set_setting(conn, "paused", "1" if paused else "0")
+            if not paused:
+                q.notify_jobs(conn)
             q.add_event(conn, ts=now, kind="paused" if paused else "resumed",
                         message="syndication paused" if paused else "syndication resumed")
 

@@ -93,6 +93,7 @@ class Pipeline:
         fetcher_provider: Callable[[], Any] | None = None,
         clock: Clock,
         rng: random.Random | None = None,
+        transport_provider: Callable[[], Any] | None = None,
     ):
         self.db = db
         self.settings = settings
@@ -102,6 +103,7 @@ class Pipeline:
         self._fetcher = fetcher_provider
         self.clock = clock
         self.rng = rng or random.Random()
+        self._transport = transport_provider
 
     # --- the job ---------------------------------------------------------------
 
@@ -233,7 +235,7 @@ class Pipeline:
         client = self.client_factory(
             service=service, handle=handle, password=password, session_string=session,
             on_session=save_session, on_response=lambda m, s, h: attempt.responses.append((m, s, h)),
-            timeout=self.settings.http_timeout,
+            timeout=self.settings.http_timeout, transport=self._transport() if self._transport else None,
         )
         method = "com.atproto.repo.createRecord"
         try:

@@ -36,6 +36,22 @@ class JobQueue:
     def notify(self) -> None:
         self.wakeup.set()
 
+    def listen(self, stop: threading.Event) -> None:
+        """PostgreSQL: set `wakeup` on every NOTIFY until `stop` (run it in a thread)."""
+        if not self.db.is_postgres:
+            return
+        import psycopg
+
+        while not stop.is_set():
+            try:
+                with psycopg.connect(self.db.conninfo(), autocommit=True) as conn:
+                    conn.execute(f"LISTEN {q.JOBS_CHANNEL}")
+                    while not stop.is_set():
+                        for _ in conn.notifies(timeout=1.0):
+                            self.wakeup.set()
+            except psycopg.Error:
+                stop.wait(1.0)  # the database went away: reconnect, polling covers the gap
+
     def claim(self, owner: str, kinds: Sequence[str] | None = None) -> Mapping[str, Any] | None:
         now = self.clock()
         with self.db.transaction() as conn:

@@ -62,6 +62,10 @@ class Worker:
         self._beat(state="running", started=started)
         beater = threading.Thread(target=self._heartbeat_loop, name="skypost-heartbeat", daemon=True)
         beater.start()
+        # idle workers on PostgreSQL wake on NOTIFY; SQLite relies on the in-process event and the poll
+        listener = threading.Thread(target=self.queue.listen, args=(self._stop,), name="skypost-listen",
+                                    daemon=True)
+        listener.start()
         threads = [threading.Thread(target=self._loop, args=(n,), name=f"skypost-worker-{n}")
                    for n in range(self.concurrency)]
         for thread in threads:

@@ -112,7 +112,8 @@ class BlueskyClient:
         hooks = {"response": [self._observe]}
         kwargs: dict[str, Any] = {"timeout": timeout, "event_hooks": hooks}
         if transport is not None:
-            kwargs["transport"] = transport
+            kwargs["transport"] = transport  # shared: close() must leave it open
+        self._owns_transport = transport is None
         self._client = Client(base_url=service, request=Request(**kwargs))
         self._client.on_session_change(self._session_changed)
         self._ready = False
@@ -241,7 +242,8 @@ class BlueskyClient:
         return result.did
 
     def close(self) -> None:
-        self._client.request.close()
+        if self._owns_transport:
+            self._client.request.close()
 
 
 def post_url(did: str, rkey: str) -> str:

@@ -186,11 +186,23 @@ def count_deliveries_by_status(conn: Conn) -> dict[str, int]:
 
 # --- jobs -----------------------------------------------------------------------
 
+JOBS_CHANNEL = "skypost_jobs"
+
+
+def notify_jobs(conn: Conn) -> None:
+    """Wake idle workers on other hosts (PostgreSQL NOTIFY, delivered at commit)."""
+    if conn.is_postgres:
+        conn.execute(f"NOTIFY {JOBS_CHANNEL}")
+
+
 def insert_job(conn: Conn, *, kind: str, args: dict[str, Any], run_at: float, now: float,
                post_seq: int | None = None) -> int:
-    return _insert(conn, "jobs", {"kind": kind, "args": args, "post_seq": post_seq, "status": "todo",
-                                  "run_at": run_at, "attempts": 0, "created_at": now, "updated_at": now},
-                   returning="id")
+    job_id = _insert(conn, "jobs", {"kind": kind, "args": args, "post_seq": post_seq, "status": "todo",
+                                    "run_at": run_at, "attempts": 0, "created_at": now, "updated_at": now},
+                     returning="id")
+    if run_at <= now:
+        notify_jobs(conn)
+    return job_id
 
 
 def job_for_post(conn: Conn, post_seq: int, kind: str = "syndicate") -> Row | None:
@@ -272,6 +284,8 @@ def schedule_job_at(conn: Conn, job_id: int, run_at: float, now: float) -> None:
         "WHERE id = :id AND status IN ('todo', 'done', 'failed')",
         {"id": job_id, "run_at": run_at, "now": now},
     )
+    if run_at <= now:
+        notify_jobs(conn)
 
 
 def wake_jobs_waiting_on_account(conn: Conn, account_id: int, after_seq: int, now: float) -> None:
@@ -282,6 +296,8 @@ def wake_jobs_waiting_on_account(conn: Conn, account_id: int, after_seq: int, no
         f"SELECT post_seq FROM deliveries WHERE account_id = :a AND post_seq > :s AND status NOT IN {_FINISHED})",
         {"now": now, "a": account_id, "s": after_seq},
     )
+    if conn.rowcount:
+        notify_jobs(conn)
 
 
 def next_due_at(conn: Conn) -> float | None:

@@ -1,0 +1,139 @@
+"""The SQL of `skypost serve`: API tokens, webhooks, the dashboard's chart and
+the Prometheus metrics. Same conventions as queries.py: plain SQL that SQLite
+and PostgreSQL both accept, `:name` placeholders, an open connection passed in."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+from .db import Conn, encode_json
+
+Row = dict[str, Any]
+
+
+# --- API tokens ------------------------------------------------------------------
+
+def token_by_name(conn: Conn, name: str) -> Row | None:
+    return conn.one("SELECT * FROM tokens WHERE name = :name", {"name": name})
+
+
+def insert_token(conn: Conn, *, name: str, token_hash: str, now: float) -> int:
+    return conn.scalar(
+        "INSERT INTO tokens (name, token_hash, created_at) VALUES (:name, :hash, :now) RETURNING id",
+        {"name": name, "hash": token_hash, "now": now},
+    )
+
+
+def renew_revoked_token(conn: Conn, token_id: int, *, token_hash: str, now: float) -> bool:
+    """Give a revoked token's name a new token (names are unique; revoked rows are kept for the record)."""
+    conn.execute(
+        "UPDATE tokens SET token_hash = :hash, created_at = :now, last_used_at = NULL, revoked_at = NULL "
+        "WHERE id = :id AND revoked_at IS NOT NULL",
+        {"id": token_id, "hash": token_hash, "now": now},
+    )
+    return conn.rowcount == 1
+
+
+def list_tokens(conn: Conn) -> list[Row]:
+    return conn.all("SELECT id, name, created_at, last_used_at, revoked_at FROM tokens ORDER BY name")
+
+
+def revoke_token(conn: Conn, name: str, now: float) -> bool:
+    conn.execute("UPDATE tokens SET revoked_at = :now WHERE name = :name AND revoked_at IS NULL",
+                 {"name": name, "now": now})
+    return conn.rowcount == 1
+
+
+def active_token_by_hash(conn: Conn, token_hash: str) -> Row | None:
+    return conn.one("SELECT id, name, last_used_at FROM tokens WHERE token_hash = :hash AND revoked_at IS NULL",
+                    {"hash": token_hash})
+
+
+def active_token_by_id(conn: Conn, token_id: int) -> Row | None:
+    return conn.one("SELECT id, name, last_used_at FROM tokens WHERE id = :id AND revoked_at IS NULL",
+                    {"id": token_id})
+
+
+def touch_token(conn: Conn, token_id: int, *, now: float, every: float) -> None:
+    """Record the use of a token, at most once per `every` seconds (not a write per request)."""
+    conn.execute(
+        "UPDATE tokens SET last_used_at = :now WHERE id = :id AND (last_used_at IS NULL OR last_used_at < :stale)",
+        {"id": token_id, "now": now, "stale": now - every},
+    )
+
+
+# --- webhooks ----------------------------------------------------------------------
+
+def insert_hook(conn: Conn, *, name: str, kind: str, secret_enc: str, accounts: Sequence[str], now: float) -> None:
+    conn.execute(
+        "INSERT INTO hooks (name, kind, secret_enc, accounts, created_at) "
+        "VALUES (:name, :kind, :secret, :accounts, :now)",
+        {"name": name, "kind": kind, "secret": secret_enc, "accounts": encode_json(list(accounts)), "now": now},
+    )
+
+
+def _decode_accounts(row: Row) -> Row:
+    # `accounts` is not in db.JSON_COLUMNS: SQLite hands back the text, psycopg the list
+    if isinstance(row.get("accounts"), (str, bytes)):
+        row["accounts"] = json.loads(row["accounts"])
+    return row
+
+
+def hook_by_name(conn: Conn, name: str) -> Row | None:
+    row = conn.one("SELECT * FROM hooks WHERE name = :name", {"name": name})
+    return _decode_accounts(row) if row is not None else None
+
+
+def list_hooks(conn: Conn) -> list[Row]:
+    return [_decode_accounts(r) for r in conn.all("SELECT name, kind, accounts, created_at FROM hooks ORDER BY name")]
+
+
+def delete_hook(conn: Conn, name: str) -> bool:
+    conn.execute("DELETE FROM hooks WHERE name = :name", {"name": name})
+    return conn.rowcount == 1
+
+
+# --- the dashboard ---------------------------------------------------------------------
+
+def finished_deliveries_per_hour(conn: Conn, *, since: float) -> list[Row]:
+    """(hour, status, n) for deliveries finished since `since`; hour = UNIX hour number.
+
+    CAST to an integer then integer division works on both databases (PostgreSQL
+    rounds the cast where SQLite truncates: at most half a second of difference)."""
+    return conn.all(
+        "SELECT CAST(completed_at AS BIGINT) / 3600 AS hour, status, COUNT(*) AS n FROM deliveries "
+        "WHERE completed_at >= :since AND status IN ('completed', 'failed') "
+        "GROUP BY CAST(completed_at AS BIGINT) / 3600, status ORDER BY 1",
+        {"since": since},
+    )
+
+
+def post_row(conn: Conn, post_id: str) -> Row | None:
+    return conn.one("SELECT post_id, document, source, created_at, updated_at FROM posts WHERE post_id = :id",
+                    {"id": post_id})
+
+
+# --- metrics ----------------------------------------------------------------------------
+
+def delivery_attempts_total(conn: Conn) -> int:
+    return int(conn.scalar("SELECT COALESCE(SUM(attempts), 0) FROM deliveries") or 0)
+
+
+def publish_latency_histogram(conn: Conn, bounds: Sequence[float]) -> tuple[list[int], int, float]:
+    """Cumulative counts per upper bound, the count and the sum of (completed_at - submitted)
+    over completed deliveries, computed in the database."""
+    latency = "(d.completed_at - p.created_at)"
+    params: dict[str, Any] = {}
+    cases = []
+    for n, bound in enumerate(bounds):
+        params[f"b{n}"] = float(bound)
+        cases.append(f"COALESCE(SUM(CASE WHEN {latency} <= :b{n} THEN 1 ELSE 0 END), 0) AS le{n}")
+    row = conn.one(
+        f"SELECT {', '.join(cases + ['COUNT(*) AS n', f'COALESCE(SUM({latency}), 0) AS total'])} "
+        "FROM deliveries d JOIN posts p ON p.seq = d.post_seq "
+        "WHERE d.status = 'completed' AND d.completed_at IS NOT NULL",
+        params,
+    )
+    assert row is not None
+    return [int(row[f"le{n}"]) for n in range(len(bounds))], int(row["n"]), float(row["total"])

@@ -21,7 +21,6 @@ from atproto_client.exceptions import (
     LoginRequiredError,
     RequestErrorBase,
 )
-from atproto_client.models.utils import get_model_as_dict
 from atproto_client.request import Request
 
 from skypost.resilience import TOKEN_ERRORS
@@ -224,8 +223,11 @@ class BlueskyClient:
 
     def upload_blob(self, data: bytes, mime: str) -> dict[str, Any]:
         def call() -> dict[str, Any]:
-            result = self._client.com.atproto.repo.upload_blob(data, headers={"Content-Type": mime})
-            return get_model_as_dict(result.blob)
+            response = self._client.invoke_procedure(
+                "com.atproto.repo.uploadBlob", content=data, headers={"Content-Type": mime})
+            content = response.content
+            assert isinstance(content, dict)
+            return content["blob"]  # already the JSON blob ref a record embeds
 
         return self._call("com.atproto.repo.uploadBlob", call)
 

@@ -11,7 +11,7 @@ PORT   ?= 8000
 
 run: setup
 	$(BIN)/skypost init
-	$(BIN)/skypost worker
+	$(BIN)/skypost serve --host $(HOST) --port $(PORT)
 
 setup: $(VENV)/.installed
 
@@ -32,6 +32,7 @@ tests/pds/node_modules/.installed: tests/pds/package.json tests/pds/package-lock
 
 test-setup: $(VENV)/.test-installed tests/pds/node_modules/.installed
 	scripts/ensure-postgres.sh
+	scripts/ensure-chromium.sh
 
 test: test-setup
 	$(BIN)/python -m pytest

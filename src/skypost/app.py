@@ -369,6 +369,12 @@ class Skypost:
             for r in rows
         ]
 
+    def feeds(self) -> list[dict[str, Any]]:
+        """Watched feeds with their last error and next poll."""
+        from skypost.sources.feeds import list_feeds
+
+        return list_feeds(self)
+
     def health(self) -> dict[str, Any]:
         now = self.clock()
         with self.db.connect() as conn:
@@ -403,6 +409,8 @@ class Skypost:
             "oldest_due_job_age": round(now - oldest, 3) if oldest is not None else None,
             "last_worker_heartbeat": iso_ts(heartbeat),
             "worker_seen_recently": not stale,
+            "feeds": [{k: f.get(k) for k in ("url", "enabled", "last_error", "next_poll_at", "last_polled_at")}
+                      for f in self.feeds()],
         }
 
 

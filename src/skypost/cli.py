@@ -363,6 +363,9 @@ def status(ctx: Ctx, post_id: str | None, as_json: bool) -> None:
     click.echo("paused" if health["paused"] else "running" if health["worker_seen_recently"] else "no worker running")
     for a in health["accounts"]:
         click.echo(f"@{a['handle']}: {a['state']}, breaker {a['breaker']}")
+    for f in health["feeds"]:
+        state = "disabled" if not f["enabled"] else f"next poll {f['next_poll_at']}"
+        click.echo(f"feed {f['url']}: {state}" + (f", last error: {f['last_error']}" if f["last_error"] else ""))
     for p in posts:
         click.echo(f"{p['id']}: {p['status']}  {p['title'][:60]}")
 
@@ -439,4 +442,8 @@ def worker(ctx: Ctx, burst: bool, concurrency: int) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m skypost.cli`: run the importable module's group, so that lazily loaded
+    # commands and this module share one Ctx class
+    from skypost.cli import main as _main
+
+    _main()

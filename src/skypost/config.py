@@ -42,6 +42,8 @@ class Settings:
     rate_limit_reserve: int = 1
     # network timeout for one Bluesky call
     http_timeout: float = 30.0
+    # the shortest interval between two polls of a feed
+    feed_min_interval: float = 60.0
 
     def key_file(self) -> Path:
         """Where the Fernet key lives when it is not given in SKYPOST_SECRET_KEY."""
@@ -69,7 +71,8 @@ def sqlite_path(url: str) -> Path | None:
 
 _FLOAT_LIST = ("retry_delays",)
 _INTS = ("circuit_threshold", "rate_limit_reserve")
-_FLOATS = ("circuit_cooldown", "job_lease", "poll_interval", "worker_stale_after", "http_timeout")
+_FLOATS = ("circuit_cooldown", "job_lease", "poll_interval", "worker_stale_after", "http_timeout",
+           "feed_min_interval")
 _BOOLS = ("allow_private_urls",)
 _STRINGS = ("database_url", "secret_key", "secret_key_file", "queue", "egress_id")
 

@@ -44,6 +44,9 @@ ClientFactory = Callable[..., Client]
 Composer = Callable[..., Any]
 
 
+GAVE_UP = "gave up after"
+
+
 def account_keys(account_id: int, service: str, egress_id: str) -> dict[str, str]:
     host = urlsplit(service).netloc or service
     return {
@@ -338,7 +341,7 @@ class Pipeline:
             delay = rz.retry_delay(attempts, self.settings.retry_delays)
             if delay is None:
                 self._finish(conn, row, post, DeliveryStatus.FAILED, now,
-                             error=f"gave up after {attempts} attempts: {failure.message}")
+                             error=f"{GAVE_UP} {attempts} attempts: {failure.message}")
                 return None
             q.update_delivery(conn, row["id"], status=DeliveryStatus.RETRYING.value, next_attempt_at=now + delay,
                               error=failure.message, updated_at=now)
@@ -350,9 +353,24 @@ class Pipeline:
 
     def _breaker_closed(self, conn: Any, account_id: int, handle: str, row: Any, now: float, post_id: str) -> None:
         q.save_breaker(conn, account_id, **rz.breaker_after_success(now))
-        if row is not None and row["state"] != "closed":
-            q.add_event(conn, ts=now, kind="circuit_closed", account=handle, post_id=post_id,
-                        message=f"circuit closed for @{handle}: the probe succeeded")
+        if row is None or row["state"] == "closed":
+            return
+        # The service is back. Deliveries that ran out of attempts during this outage were not
+        # wrong, only early: queue them again rather than leave them for a person to find.
+        since = (row["opened_at"] or now) - sum(self.settings.retry_delays) - self.settings.job_lease
+        from skypost.accounts import requeue_post
+
+        requeued = 0
+        for delivery in q.failed_deliveries_of_account(conn, account_id, error_like=GAVE_UP + "%"):
+            if (delivery["completed_at"] or 0) >= since:
+                q.update_delivery(conn, delivery["id"], status=DeliveryStatus.PENDING.value, attempts=0,
+                                  next_attempt_at=None, error=None, updated_at=now, completed_at=None)
+                requeue_post(conn, delivery["post_seq"], now)
+                requeued += 1
+        message = f"circuit closed for @{handle}: the probe succeeded"
+        if requeued:
+            message += f"; {requeued} delivery(ies) that gave up during the outage queued again"
+        q.add_event(conn, ts=now, kind="circuit_closed", account=handle, post_id=post_id, message=message)
 
     def _wait(self, conn: Any, row: Mapping[str, Any], post: Post, status: DeliveryStatus, until: float,
               message: str, now: float) -> float:

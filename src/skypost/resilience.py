@@ -98,7 +98,9 @@ def breaker_after_failure(state: Mapping[str, Any] | None, now: float, *, thresh
     failures = (state["failures"] if state else 0) + 1
     values: dict[str, Any] = {"failures": failures, "probe_owner": None, "probe_until": None, "updated_at": now}
     if was_probe or failures >= threshold or (state and state["state"] != "closed"):
-        values.update(state="open", opened_at=now, open_until=now + cooldown)
+        # opened_at marks the start of the outage: a reopening keeps it
+        still_out = state is not None and state["state"] != "closed" and state.get("opened_at") is not None
+        values.update(state="open", opened_at=state["opened_at"] if still_out else now, open_until=now + cooldown)
     else:
         values.update(state="closed", opened_at=None, open_until=None)
     return values

@@ -62,10 +62,10 @@ class Worker:
         self._beat(state="running", started=started)
         beater = threading.Thread(target=self._heartbeat_loop, name="skypost-heartbeat", daemon=True)
         beater.start()
-        # idle workers on PostgreSQL wake on NOTIFY; SQLite relies on the in-process event and the poll
-        listener = threading.Thread(target=self.queue.listen, args=(self._stop,), name="skypost-listen",
-                                    daemon=True)
-        listener.start()
+        if not self.burst:
+            # idle workers on PostgreSQL wake on NOTIFY; SQLite relies on the in-process event and the poll
+            threading.Thread(target=self.queue.listen, args=(self._stop,), name="skypost-listen",
+                             daemon=True).start()
         threads = [threading.Thread(target=self._loop, args=(n,), name=f"skypost-worker-{n}")
                    for n in range(self.concurrency)]
         for thread in threads:
@@ -85,6 +85,12 @@ class Worker:
         return self.jobs_done
 
     def _loop(self, n: int) -> None:
+        try:
+            self._claim_loop(n)
+        finally:
+            self.db.release_thread()
+
+    def _claim_loop(self, n: int) -> None:
         owner = f"{self.id}/{n}"
         while not self._stop.is_set():
             try:
@@ -131,6 +137,7 @@ class Worker:
                     self.queue.heartbeat(owner, [j for j, o in in_hand.items() if o == owner])
             except Exception:  # noqa: BLE001
                 log.exception("heartbeat failed")
+        self.db.release_thread()
 
     def _beat(self, *, state: str, started: float | None = None) -> None:
         now = self.queue.clock()

@@ -399,3 +399,33 @@ def test_manual_retry_of_a_failed_post(db_url, make_app, make_account, pds, prox
     assert app.status("1")["status"] == "completed"
     assert len(pds.list_posts(alice.did)) == 1
     assert app.retry("nope") is None
+
+
+def test_an_hour_long_outage_loses_nothing(db_url, make_app, make_account, pds, proxy, clock):
+    """Bluesky unreachable for an hour: deliveries wait behind the breaker, the one that ran out of
+    attempts is queued again when the service is back, and everything is published exactly once."""
+    app = make_app(db_url)
+    alice = make_account("outage")
+    add(app, alice, proxy.url)
+    proxy.add_rule("*", error(503), times=None)
+    for n in range(3):
+        app.submit({"id": f"o{n}", "title": f"During the outage {n}", "url": f"https://blog.example.com/o{n}"})
+    elapsed = 0
+    while elapsed < 3600:
+        app.run_worker(burst=True)
+        clock.advance(30)
+        elapsed += 30
+    statuses = [app.status(f"o{n}")["status"] for n in range(3)]
+    assert statuses[0] == "failed"  # the schedule ran out: 4 attempts
+    assert app.status("o0")["deliveries"][0]["attempts"] == 4
+    creates_during_outage = proxy.calls(CREATE)
+    assert creates_during_outage <= 10  # the breaker kept us from hammering the account
+    proxy.clear_rules()
+    for _ in range(40):
+        app.run_worker(burst=True)
+        clock.advance(30)
+    assert [app.status(f"o{n}")["status"] for n in range(3)] == ["completed"] * 3
+    records = pds.list_posts(alice.did)
+    assert len(records) == 3
+    texts = [r["value"]["text"].split("\n")[0] for r in reversed(records)]
+    assert texts == [f"During the outage {n}" for n in range(3)]  # submit order kept

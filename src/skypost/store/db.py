@@ -22,7 +22,7 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 SCHEMA_HEAD = "0002"
 
 # columns whose values are JSON documents / booleans, decoded the same way on both databases
-JSON_COLUMNS = frozenset({"document", "args", "include_categories", "exclude_categories", "data"})
+JSON_COLUMNS = frozenset({"document", "args", "include_categories", "exclude_categories", "data", "accounts"})
 BOOL_COLUMNS = frozenset({"auto_syndicate", "tried", "enabled"})
 
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
@@ -189,6 +189,20 @@ class Database:
             self._local.depth = 0
 
     connect = transaction  # reads use a short transaction too (a consistent snapshot)
+
+    def release_thread(self) -> None:
+        """Close this thread's connection: threads that end must not leave connections behind."""
+        raw = getattr(self._local, "raw", None)
+        self._local.raw = None
+        if raw is None:
+            return
+        with self._lock:
+            if raw in self._all:
+                self._all.remove(raw)
+        try:
+            raw.close()
+        except Exception:  # noqa: BLE001
+            pass
 
     def dispose(self) -> None:
         with self._lock:

@@ -87,10 +87,10 @@ def list_feeds(conn: Conn, *, enabled_only: bool = False) -> list[Row]:
 
 
 def entry_counts(conn: Conn) -> dict[int, dict[str, int]]:
-    """Per feed: entries seen and entries submitted (those with a post)."""
-    rows = conn.all("SELECT feed_id, COUNT(*) AS seen, COUNT(post_id) AS submitted "
+    """Per feed: keys seen (an entry has one or two: id and link) and posts submitted."""
+    rows = conn.all("SELECT feed_id, COUNT(*) AS keys_seen, COUNT(DISTINCT post_id) AS submitted "
                     "FROM feed_entries GROUP BY feed_id")
-    return {r["feed_id"]: {"seen": r["seen"], "submitted": r["submitted"]} for r in rows}
+    return {r["feed_id"]: {"keys_seen": r["keys_seen"], "submitted": r["submitted"]} for r in rows}
 
 
 def existing_account_handles(conn: Conn, handles: Sequence[str]) -> set[str]:

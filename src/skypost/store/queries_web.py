@@ -96,15 +96,18 @@ def delete_hook(conn: Conn, name: str) -> bool:
 
 # --- the dashboard ---------------------------------------------------------------------
 
-def finished_deliveries_per_hour(conn: Conn, *, since: float) -> list[Row]:
-    """(hour, status, n) for deliveries finished since `since`; hour = UNIX hour number.
+def outcomes_per_hour(conn: Conn, *, since: float) -> list[Row]:
+    """(hour, status, n) of delivery outcomes since `since`, from the activity log: each
+    publication ('completed') and each final failure ('failed'), even one retried later.
+    hour = UNIX hour number.
 
     CAST to an integer then integer division works on both databases (PostgreSQL
     rounds the cast where SQLite truncates: at most half a second of difference)."""
     return conn.all(
-        "SELECT CAST(completed_at AS BIGINT) / 3600 AS hour, status, COUNT(*) AS n FROM deliveries "
-        "WHERE completed_at >= :since AND status IN ('completed', 'failed') "
-        "GROUP BY CAST(completed_at AS BIGINT) / 3600, status ORDER BY 1",
+        "SELECT CAST(ts AS BIGINT) / 3600 AS hour, "
+        "CASE WHEN kind = 'published' THEN 'completed' ELSE 'failed' END AS status, COUNT(*) AS n FROM events "
+        "WHERE ts >= :since AND kind IN ('published', 'delivery_failed') "
+        "GROUP BY CAST(ts AS BIGINT) / 3600, kind ORDER BY 1",
         {"since": since},
     )
 

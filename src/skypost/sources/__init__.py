@@ -1,0 +1,1 @@
+"""Sources of posts other than direct submits: feeds (RSS/Atom) and their commands."""

@@ -1,0 +1,331 @@
+"""Feed documents (RSS 0.9x/1.0/2.0, Atom) → entries → Posts. Pure: no I/O.
+
+An entry's identity is its *key*: ``id:<guid or atom:id>``, else ``link:<url>``. When the
+key is a guid, the link is a second key (``link_key``): a site that regenerates its
+guids (a CMS migration) keeps its links, and the entry is still recognised as seen.
+"""
+
+from __future__ import annotations
+
+import calendar
+import dataclasses
+import hashlib
+import re
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping, Sequence
+from urllib.parse import urljoin
+
+import feedparser
+
+from skypost.models import Post, check_http_url, parse_post_document
+
+MAX_KEY = 512  # feed_entries.entry_key
+MAX_EXCERPT = 2000  # the record holds 300 graphemes: more is never used
+MAX_TITLE = 300
+_LANG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
+_IMAGE_EXT = re.compile(r"\.(jpe?g|png|gif|webp|avif)$", re.IGNORECASE)
+_FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/rdf+xml", "application/feed+json")
+# expat errors that the loose parser recovers from without losing anything: HTML
+# entities such as &nbsp; are common in real feeds and feedparser decodes them
+_BENIGN_XML_ERRORS = ("undefined entity",)
+
+
+class FeedParseError(ValueError):
+    """The document is not a usable feed; `reason` says why, for the feed's last_error."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    key: str  # the stored key: "id:…" or "link:…" (or "sha1:…" when too long)
+    link_key: str | None  # "link:…" when `key` is a guid and the link identifies the entry
+    title: str
+    url: str
+    excerpt: str
+    content_html: str
+    image_url: str
+    categories: tuple[str, ...]
+    langs: tuple[str, ...]
+    published_at: datetime | None
+    position: int  # in the document, 0 first
+
+
+@dataclasses.dataclass(frozen=True)
+class ParsedFeed:
+    version: str  # feedparser's name: rss20, rss10, rss091u, atom10, …
+    title: str
+    link: str
+    language: str
+    entries: tuple[Entry, ...]
+    ignored: int  # entries without an id or a link: they cannot be tracked
+
+
+def parse_feed(content: bytes, *, base_url: str, content_type: str | None = None) -> ParsedFeed:
+    """Parse a feed document; raise FeedParseError when it is not a well-formed feed.
+
+    `base_url` resolves relative links. Pass the feed's *configured* URL, not the URL
+    after redirects: feedparser resolves permalink guids against it, and keys must not
+    change when a site starts redirecting."""
+    if not content or not content.strip():
+        raise FeedParseError("the response is empty, not a feed")
+    headers = {"content-location": base_url, "content-type": content_type or "application/xml"}
+    parsed = feedparser.parse(content, response_headers=headers)
+    if not parsed.get("version"):
+        raise FeedParseError(_not_a_feed(content, base_url, content_type))
+    problem = _xml_problem(parsed)
+    if problem:
+        raise FeedParseError(problem)
+    feed = parsed.get("feed", {})
+    site_link = _http(feed.get("link")) or ""
+    feed_lang = _lang(feed.get("language"))
+    entries: list[Entry] = []
+    ignored = 0
+    for position, raw in enumerate(parsed.get("entries", [])):
+        entry = _entry(raw, position, site_link=site_link, feed_lang=feed_lang)
+        if entry is None:
+            ignored += 1
+        else:
+            entries.append(entry)
+    return ParsedFeed(
+        version=str(parsed.version), title=_plain(feed.get("title") or "", feed.get("title_detail")),
+        link=site_link, language=feed_lang or "", entries=tuple(entries), ignored=ignored,
+    )
+
+
+def _xml_problem(parsed: Mapping[str, Any]) -> str | None:
+    if not parsed.get("bozo"):
+        return None
+    exc = parsed.get("bozo_exception")
+    get_message = getattr(exc, "getMessage", None)
+    if get_message is None:  # encoding and content-type notices: the document parsed
+        return None
+    message = str(get_message())
+    if message in _BENIGN_XML_ERRORS:
+        return None
+    where = ""
+    if hasattr(exc, "getLineNumber"):
+        where = f" at line {exc.getLineNumber()}, column {exc.getColumnNumber()}"
+    return f"malformed feed: the XML is not well-formed ({message}{where})"
+
+
+def _not_a_feed(content: bytes, base_url: str, content_type: str | None) -> str:
+    head = content[:2048].lstrip().lower()
+    is_html = (content_type or "").split(";")[0].strip().lower() in ("text/html", "application/xhtml+xml") \
+        or head.startswith((b"<!doctype html", b"<html"))
+    if not is_html:
+        return "not an RSS or Atom feed (the document has no rss, rdf:RDF or feed root element)"
+    links = discover_feed_links(content, base_url)
+    hint = f"; it links to the feed {links[0]}: add that URL" if links else ""
+    return f"not an RSS or Atom feed: the URL serves an HTML page{hint}"
+
+
+def discover_feed_links(html: bytes, base_url: str) -> list[str]:
+    """The feeds an HTML page advertises (<link rel="alternate" type="application/rss+xml">)."""
+    from selectolax.lexbor import LexborHTMLParser
+
+    tree = LexborHTMLParser(html.decode("utf-8", "replace"))
+    found: list[str] = []
+    for node in tree.css("link[href]"):
+        rel = (node.attributes.get("rel") or "").lower().split()
+        kind = (node.attributes.get("type") or "").lower().split(";")[0].strip()
+        if "alternate" in rel and kind in _FEED_TYPES:
+            url = urljoin(base_url, (node.attributes.get("href") or "").strip())
+            if _http(url) and url not in found:
+                found.append(url)
+    return found
+
+
+# --- one entry --------------------------------------------------------------------------
+
+def _entry(raw: Mapping[str, Any], position: int, *, site_link: str, feed_lang: str | None) -> Entry | None:
+    guid = (raw.get("id") or "").strip()
+    link = _http(raw.get("link")) or ""
+    if guid:
+        key = stored_key("id:" + guid)
+        # a link shared by many entries (the site's home page) does not identify one
+        same_as_site = link and site_link and link.rstrip("/") == site_link.rstrip("/")
+        link_key = stored_key("link:" + link) if link and not same_as_site else None
+    elif link:
+        key, link_key = stored_key("link:" + link), None
+    else:
+        return None
+    summary_html = raw.get("summary") or ""
+    content_html = _content_html(raw)
+    excerpt = _cut(html_text(summary_html or content_html), MAX_EXCERPT)
+    title = _plain(raw.get("title") or "", raw.get("title_detail"))
+    if not title:  # title-less entries (micro-blogs): the text is the post
+        title = _cut(excerpt, MAX_TITLE) or link
+    return Entry(
+        key=key, link_key=link_key, title=title, url=link, excerpt=excerpt,
+        content_html=content_html if content_html != summary_html else "",
+        image_url=entry_image(raw), categories=_categories(raw.get("tags") or ()),
+        langs=_entry_langs(raw, feed_lang), published_at=_date(raw), position=position,
+    )
+
+
+def stored_key(key: str) -> str:
+    """The key as stored: itself, or a digest when it does not fit the column."""
+    if len(key) <= MAX_KEY:
+        return key
+    return "sha1:" + hashlib.sha1(key.encode("utf-8")).hexdigest()
+
+
+def entry_post_id(feed_id: int, key: str) -> str:
+    """Stable and short: the same entry of the same feed always gets the same post id."""
+    return f"feed:{feed_id}:{hashlib.sha1(key.encode('utf-8')).hexdigest()[:16]}"
+
+
+def _content_html(raw: Mapping[str, Any]) -> str:
+    contents = raw.get("content") or []
+    for wanted in ("text/html", "application/xhtml+xml", None):
+        for item in contents:
+            if wanted is None or item.get("type") == wanted:
+                value = item.get("value") or ""
+                if value.strip():
+                    return value
+    return ""
+
+
+def html_text(html: str) -> str:
+    """One line of plain text from an HTML fragment (tags stripped, entities decoded)."""
+    if not html or not html.strip():
+        return ""
+    if "<" not in html and "&" not in html:
+        return " ".join(html.split())
+    from skypost.bluesky.compose import html_to_text
+
+    return " ".join(html_to_text(html).split())
+
+
+def _plain(value: str, detail: Mapping[str, Any] | None) -> str:
+    kind = (detail or {}).get("type") or "text/plain"
+    text = html_text(value) if kind in ("text/html", "application/xhtml+xml") else " ".join(value.split())
+    return _cut(text, MAX_TITLE * 4)
+
+
+def _cut(text: str, limit: int) -> str:
+    """At most `limit` characters, cut at a word, with "…"."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 1]
+    space = head.rfind(" ")
+    if space > limit // 2:
+        head = head[:space]
+    return head.rstrip() + "…"
+
+
+def _categories(tags: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
+    found: dict[str, None] = {}
+    for tag in tags:
+        term = (tag.get("term") or tag.get("label") or "").strip()
+        if term:
+            found.setdefault(term, None)
+    return tuple(found)
+
+
+def _lang(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    value = value.strip().replace("_", "-")
+    return value if _LANG.match(value) else None
+
+
+def _entry_langs(raw: Mapping[str, Any], feed_lang: str | None) -> tuple[str, ...]:
+    candidates = [raw.get("language")]
+    candidates += [c.get("language") for c in raw.get("content") or []]
+    candidates += [(raw.get(k) or {}).get("language") for k in ("summary_detail", "title_detail")]
+    for value in candidates:
+        lang = _lang(value)
+        if lang:
+            return (lang,)
+    return (feed_lang,) if feed_lang else ()
+
+
+def _date(raw: Mapping[str, Any]) -> datetime | None:
+    # published first: an edit bumps `updated`, never the publication date
+    for key in ("published_parsed", "updated_parsed", "created_parsed"):
+        value = raw.get(key)
+        if value:
+            try:
+                return datetime.fromtimestamp(calendar.timegm(value), timezone.utc)
+            except (OverflowError, ValueError, TypeError):
+                continue
+    return None
+
+
+def entry_image(raw: Mapping[str, Any]) -> str:
+    """media:content (an image), media:thumbnail, an image enclosure; else "" (the card
+    then uses the page's og:image)."""
+    for media in raw.get("media_content") or []:
+        url = _http(media.get("url"))
+        kind = (media.get("type") or "").lower()
+        medium = (media.get("medium") or "").lower()
+        if url and (medium == "image" or kind.startswith("image/")
+                    or (not medium and not kind and _IMAGE_EXT.search(url.split("?")[0]))):
+            return url
+    for thumb in raw.get("media_thumbnail") or []:
+        url = _http(thumb.get("url"))
+        if url:
+            return url
+    for link in list(raw.get("enclosures") or []) + [
+            lk for lk in raw.get("links") or [] if lk.get("rel") == "enclosure"]:
+        url = _http(link.get("href") or link.get("url"))
+        if url and (link.get("type") or "").lower().startswith("image/"):
+            return url
+    return ""
+
+
+def _http(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    return value if value and len(value) <= 2048 and check_http_url(value) is None else None
+
+
+# --- entries → posts ---------------------------------------------------------------------
+
+def matches_categories(entry: Entry, include: Sequence[str]) -> bool:
+    """No filter → yes; else the entry needs one of the categories (case-insensitive)."""
+    if not include:
+        return True
+    wanted = {c.casefold() for c in include}
+    return any(c.casefold() in wanted for c in entry.categories)
+
+
+def entry_to_post(entry: Entry, *, feed_id: int, accounts: Sequence[str] = ()) -> Post:
+    """The Post of an entry, validated like any post document (raises ValidationError)."""
+    document = {
+        "id": entry_post_id(feed_id, entry.key),
+        "title": entry.title,
+        "url": entry.url,
+        "excerpt": entry.excerpt,
+        "content_html": entry.content_html,
+        "image_url": entry.image_url,
+        "categories": list(entry.categories),
+        "langs": list(entry.langs),
+        "published_at": entry.published_at.isoformat() if entry.published_at else None,
+        "accounts": list(accounts),
+    }
+    return parse_post_document(document)
+
+
+def newest_first(entries: Sequence[Entry]) -> list[Entry]:
+    """By publication date when every entry has one; else in document order (feeds list
+    their newest entries first)."""
+    if entries and all(e.published_at is not None for e in entries):
+        return sorted(entries, key=lambda e: (-e.published_at.timestamp(), e.position))  # type: ignore[union-attr]
+    return sorted(entries, key=lambda e: e.position)
+
+
+def unique_entries(entries: Iterable[Entry]) -> list[Entry]:
+    """The first entry of each key (a feed may list one entry twice)."""
+    seen: set[str] = set()
+    out = []
+    for entry in entries:
+        if entry.key not in seen:
+            seen.add(entry.key)
+            out.append(entry)
+    return out

@@ -1,0 +1,278 @@
+"""The dashboard: server-rendered pages (Jinja2), live fragments (htmx), forms with CSRF.
+
+Every page works without JavaScript; htmx only refreshes a post's status while
+work is pending and lets Retry update the page in place.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import quote
+
+import jinja2
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.templating import Jinja2Templates
+
+from skypost.app import Skypost
+from skypost.models import AccountError, PostStatus, ValidationError
+from skypost.store import queries_web as qw
+from skypost.web import charts, session, tokens
+from skypost.web.api import accounts_with_health
+from skypost.web.http import Offload
+
+TEMPLATES = Path(__file__).with_name("templates")
+PAGE_SIZE = 25
+STATUSES = [s.value for s in PostStatus]
+# the statuses a post is stored with ("paused" is computed when shown, never stored)
+FILTERS = [s for s in STATUSES if s != "paused"]
+UNFINISHED = frozenset({"pending", "retrying", "rate_limited", "circuit_open", "paused"})
+HEADLINES = {
+    "pending": "Syndicating to Bluesky…",
+    "retrying": "Retrying: the last attempt failed, another one is scheduled",
+    "rate_limited": "Waiting for Bluesky's rate limit to reset…",
+    "circuit_open": "Waiting: Bluesky failed repeatedly, the circuit breaker is cooling down",
+    "paused": "Paused: nothing is sent until you resume",
+    "completed": "Live on Bluesky",
+    "partial": "Published to some accounts only",
+    "failed": "Not published",
+    "skipped": "Not syndicated",
+}
+
+
+def _when(value: Any) -> str:
+    """An ISO time as '2026-05-01 10:00:03 UTC'."""
+    if not value:
+        return ""
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return str(value)
+    return parsed.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def make_templates() -> Jinja2Templates:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                             undefined=jinja2.StrictUndefined)
+    env.filters["when"] = _when
+    env.filters["q"] = lambda value: quote(str(value), safe="")
+    env.globals.update(UNFINISHED=UNFINISHED, HEADLINES=HEADLINES, FILTERS=FILTERS)
+    return Jinja2Templates(env=env)
+
+
+def safe_next(value: Any) -> str:
+    """A local path to go back to (never another site)."""
+    if isinstance(value, str) and value.startswith("/") and not value.startswith(("//", "/\\")):
+        return value
+    return "/"
+
+
+def routes(skypost: Skypost, offload: Offload, templates: Jinja2Templates) -> list[BaseRoute]:
+
+    def render(request: Request, name: str, context: Mapping[str, Any], *, user: tokens.TokenInfo | None,
+               paused: bool = False, status_code: int = 200) -> Response:
+        full = {"title": "Dashboard", "user": user, "paused": paused, "csrf": session.csrf_token(request),
+                "flashes": session.take_flashes(request), "path": request.url.path, **context}
+        return templates.TemplateResponse(request, name, full, status_code=status_code)
+
+    def fragment(request: Request, name: str, context: Mapping[str, Any]) -> Response:
+        return templates.TemplateResponse(request, name, {"csrf": session.csrf_token(request), **context})
+
+    async def current_user(request: Request) -> tokens.TokenInfo | Response:
+        user = await offload(session.logged_in, request, skypost)
+        if user is not None:
+            return user
+        if request.headers.get("hx-request"):
+            return Response(status_code=401, headers={"HX-Redirect": "/login"})
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+
+    async def checked_form(request: Request) -> Mapping[str, Any] | Response:
+        form = await request.form()
+        if not session.csrf_ok(request, form):
+            return render(request, "error.html", {"title": "Form expired",
+                                                  "message": "The form has expired: reload the page and try again."},
+                          user=None, status_code=403)
+        return form
+
+    # --- login ---------------------------------------------------------------------------
+
+    async def login_page(request: Request) -> Response:
+        return render(request, "login.html", {"next": safe_next(request.query_params.get("next")), "error": None,
+                                              "title": "Sign in"},
+                      user=None)
+
+    async def login(request: Request) -> Response:
+        form = await checked_form(request)
+        if isinstance(form, Response):
+            return form
+        token = str(form.get("token", "")).strip()
+        info = await offload(tokens.authenticate, skypost.db, token, now=skypost.clock()) if token else None
+        if info is None:
+            return render(request, "login.html", {"next": safe_next(form.get("next")), "title": "Sign in",
+                                                  "error": "That token is not valid (or it was revoked)."},
+                          user=None, status_code=401)
+        session.log_in(request, info)
+        return RedirectResponse(safe_next(form.get("next")), status_code=303)
+
+    async def logout(request: Request) -> Response:
+        form = await checked_form(request)
+        if isinstance(form, Response):
+            return form
+        session.log_out(request)
+        return RedirectResponse("/login", status_code=303)
+
+    # --- posts ---------------------------------------------------------------------------------
+
+    def home_data(status: str | None, before: int | None) -> dict[str, Any]:
+        now = skypost.clock()
+        posts = skypost.list_posts(status=status, limit=PAGE_SIZE, before=before)
+        with skypost.db.connect() as conn:
+            rows = qw.outcomes_per_hour(conn, since=now - charts.HOURS * 3600)
+        counts = charts.hourly_counts(rows, now=now)
+        health = skypost.health()
+        return {"posts": posts, "chart": charts.svg(counts), "totals": counts.totals, "health": health,
+                "paused": health["paused"]}
+
+    async def home(request: Request) -> Response:
+        user = await current_user(request)
+        if isinstance(user, Response):
+            return user
+        status = request.query_params.get("status")
+        status = status if status in STATUSES else None
+        before_raw = request.query_params.get("before", "")
+        before = int(before_raw) if before_raw.isascii() and before_raw.isdigit() and len(before_raw) < 18 else None
+        data = await offload(home_data, status, before)
+        posts = data["posts"]
+        older = None
+        if len(posts) == PAGE_SIZE:
+            older = f"/?before={posts[-1]['seq']}" + (f"&status={status}" if status else "")
+        return render(request, "posts.html", {**data, "status": status, "older": older, "title": "Posts"},
+                      user=user, paused=data["paused"])
+
+    def post_data(post_id: str) -> dict[str, Any] | None:
+        status = skypost.status(post_id)
+        if status is None:
+            return None
+        with skypost.db.connect() as conn:
+            row = qw.post_row(conn, post_id)
+        from skypost.app import iso_ts
+
+        return {"status": status, "document": row["document"] if row else {},
+                "source": row["source"] if row else "", "submitted_at": iso_ts(row["created_at"]) if row else None,
+                "events": skypost.events(limit=50, post_id=post_id), "paused": skypost.paused}
+
+    async def post_page(request: Request) -> Response:
+        user = await current_user(request)
+        if isinstance(user, Response):
+            return user
+        data = await offload(post_data, request.path_params["post_id"])
+        if data is None:
+            return render(request, "error.html", {"title": "Not found", "message": "There is no post with this id."},
+                          user=user, status_code=404)
+        return render(request, "post.html", {**data, "title": data["document"].get("title") or data["status"]["id"]},
+                      user=user, paused=data["paused"])
+
+    async def post_status(request: Request) -> Response:
+        user = await current_user(request)
+        if isinstance(user, Response):
+            return user
+        status = await offload(skypost.status, request.path_params["post_id"])
+        if status is None:
+            return Response("no such post", status_code=404)
+        return fragment(request, "_status.html", {"status": status})
+
+    async def retry(request: Request) -> Response:
+        user = await current_user(request)
+        if isinstance(user, Response):
+            return user
+        form = await checked_form(request)
+        if isinstance(form, Response):
+            return form
+        post_id = request.path_params["post_id"]
+        try:
+            status = await offload(skypost.retry, post_id)
+        except ValidationError as exc:
+            session.flash(request, str(exc), "error")
+            status = await offload(skypost.status, post_id)
+        if status is None:
+            return render(request, "error.html", {"title": "Not found", "message": "There is no post with this id."},
+                          user=user, status_code=404)
+        if request.headers.get("hx-request"):
+            return fragment(request, "_status.html", {"status": status})
+        session.flash(request, "Retry queued.")
+        return RedirectResponse(f"/posts/{quote(post_id, safe='')}", status_code=303)
+
+    def set_paused(paused: bool) -> None:
+        skypost.pause() if paused else skypost.resume()
+
+    async def pause_or_resume(request: Request) -> Response:
+        user = await current_user(request)
+        if isinstance(user, Response):
+            return user
+        form = await checked_form(request)
+        if isinstance(form, Response):
+            return form
+        paused = request.url.path == "/pause"
+        await offload(set_paused, paused)
+        session.flash(request, "Syndication paused: nothing is sent until you resume." if paused
+                      else "Syndication resumed.")
+        return RedirectResponse(safe_next(form.get("next")), status_code=303)
+
+    # --- accounts and activity -------------------------------------------------------------------
+
+    async def accounts(request: Request) -> Response:
+        user = await current_user(request)
+        if isinstance(user, Response):
+            return user
+        rows = await offload(accounts_with_health, skypost)
+        paused = await offload(lambda: skypost.paused)
+        return render(request, "accounts.html", {"accounts": rows, "title": "Accounts"}, user=user, paused=paused)
+
+    async def account_password(request: Request) -> Response:
+        user = await current_user(request)
+        if isinstance(user, Response):
+            return user
+        form = await checked_form(request)
+        if isinstance(form, Response):
+            return form
+        handle = request.path_params["handle"]
+        password = str(form.get("app_password", ""))
+        try:
+            if not password.strip():
+                raise ValidationError({"app_password": "is empty"})
+            result = await offload(skypost.update_account, handle, password=password)
+        except (ValidationError, AccountError) as exc:
+            session.flash(request, f"@{handle}: {exc}", "error")
+        else:
+            requeued = result["requeued"]
+            session.flash(request, f"New app password saved for @{result['handle']}"
+                          + (f"; {requeued} delivery(ies) queued again." if requeued else "."))
+        return RedirectResponse("/accounts", status_code=303)
+
+    async def activity(request: Request) -> Response:
+        user = await current_user(request)
+        if isinstance(user, Response):
+            return user
+        events = await offload(skypost.events, limit=200)
+        paused = await offload(lambda: skypost.paused)
+        return render(request, "activity.html", {"events": events, "title": "Activity"}, user=user, paused=paused)
+
+    return [
+        Route("/", home, methods=["GET"]),
+        Route("/login", login_page, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/pause", pause_or_resume, methods=["POST"]),
+        Route("/resume", pause_or_resume, methods=["POST"]),
+        Route("/accounts", accounts, methods=["GET"]),
+        Route("/accounts/{handle}/password", account_password, methods=["POST"]),
+        Route("/activity", activity, methods=["GET"]),
+        # ids may contain "/": the longer routes are matched first
+        Route("/posts/{post_id:path}/status", post_status, methods=["GET"]),
+        Route("/posts/{post_id:path}/retry", retry, methods=["POST"]),
+        Route("/posts/{post_id:path}", post_page, methods=["GET"]),
+    ]

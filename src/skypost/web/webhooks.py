@@ -1,0 +1,49 @@
+"""POST /hooks/{name}: a signed payload from the site becomes a submitted post.
+
+The signature is checked on the raw body before anything is parsed or written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from skypost.app import Skypost
+from skypost.models import ValidationError
+from skypost.web import hooks, payloads
+from skypost.web.http import Offload, field_errors, json_error, post_response
+from skypost.web.submission import submit_document
+
+log = logging.getLogger("skypost.web.hooks")
+
+
+def routes(skypost: Skypost, offload: Offload) -> list[BaseRoute]:
+
+    async def receive(request: Request) -> Response:
+        name = request.path_params["name"]
+        body = await request.body()
+        hook = await offload(hooks.load_hook, skypost.db, skypost.cipher(), name)
+        if hook is None:
+            return json_error(404, "no such hook")
+        if not hooks.verify(hook.secret, body, request.headers, now=skypost.clock()):
+            log.warning("webhook %r: bad or missing signature; nothing written", name)
+            return json_error(401, "bad or missing signature (X-Skypost-Signature: sha256=<hex HMAC-SHA256 "
+                                   "of the raw body with the hook's secret>)")
+        try:
+            try:
+                payload = json.loads(body)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise ValidationError({"body": f"is not valid JSON ({exc})"}) from None
+            document = payloads.to_document(hook.kind, payload, accounts=hook.accounts)
+            code, status = await offload(submit_document, skypost, document, source=f"hook:{hook.name}")
+        except payloads.Ignored as exc:
+            return JSONResponse({"ignored": exc.reason})
+        except ValidationError as exc:
+            return field_errors(payloads.source_errors(hook.kind, exc.errors))
+        return post_response(code, status)
+
+    return [Route("/hooks/{name}", receive, methods=["POST"])]

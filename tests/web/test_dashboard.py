@@ -1,0 +1,129 @@
+"""The dashboard without a browser: login, sessions, CSRF, pages and fragments."""
+
+from __future__ import annotations
+
+import re
+
+from skypost.web.tokens import create_token, revoke_token
+from tests.support.faultproxy import error
+
+CREATE = "com.atproto.repo.createRecord"
+
+
+def csrf_of(html):
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert match, html[:500]
+    return match.group(1)
+
+
+def log_in(web, token=None):
+    page = web.client.get("/login")
+    r = web.client.post("/login", data={"csrf": csrf_of(page.text), "token": token or web.token, "next": "/"})
+    assert r.status_code == 303 and r.headers["location"] == "/", r.text
+    return csrf_of(web.client.get("/").text)
+
+
+def test_login_needs_a_valid_token_and_a_csrf_token(web):
+    c = web.client
+    r = c.get("/activity")
+    assert r.status_code == 303 and r.headers["location"] == "/login?next=%2Factivity"
+    login = c.get("/login?next=/activity")
+    assert login.status_code == 200 and "API token" in login.text
+    csrf = csrf_of(login.text)
+    assert c.post("/login", data={"token": web.token}).status_code == 403  # no CSRF token
+    assert c.post("/login", data={"token": web.token, "csrf": "forged"}).status_code == 403
+    bad = c.post("/login", data={"token": "skp_nope", "csrf": csrf})
+    assert bad.status_code == 401 and "not valid" in bad.text
+    ok = c.post("/login", data={"token": web.token, "csrf": csrf, "next": "/activity"})
+    assert ok.status_code == 303 and ok.headers["location"] == "/activity"
+    assert "httponly" in ok.headers["set-cookie"].lower() and web.token not in ok.headers["set-cookie"]
+    assert c.get("/activity").status_code == 200
+    # never a redirect to another site
+    for target in ("https://evil.example/", "//evil.example/", "/\\evil.example"):
+        csrf = csrf_of(c.get("/login").text)  # each login starts a new session, with a new CSRF token
+        r = c.post("/login", data={"token": web.token, "csrf": csrf, "next": target})
+        assert r.headers["location"] == "/"
+
+
+def test_a_revoked_token_ends_its_sessions_and_logout_works(web):
+    log_in(web)
+    assert web.client.get("/").status_code == 200
+    revoke_token(web.app.db, "tests", now=web.app.clock())
+    assert web.client.get("/").status_code == 303
+    other = create_token(web.app.db, "other", now=web.app.clock())
+    csrf = log_in(web, other)
+    assert web.client.post("/logout", data={}).status_code == 403
+    assert web.client.post("/logout", data={"csrf": csrf}).headers["location"] == "/login"
+    assert web.client.get("/").status_code == 303
+
+
+def test_forms_without_the_csrf_token_change_nothing(web):
+    csrf = log_in(web)
+    for path in ("/pause", "/posts/1/retry", "/accounts/a.test/password"):
+        r = web.client.post(path, data={"csrf": "forged"})
+        assert r.status_code == 403, path
+    assert web.app.paused is False
+    r = web.client.post("/pause", data={"csrf": csrf, "next": "/activity"})
+    assert r.status_code == 303 and r.headers["location"] == "/activity" and web.app.paused
+    page = web.client.get("/activity").text
+    assert "Syndication paused" in page and "Resume" in page
+    web.client.post("/resume", data={"csrf": csrf})
+    assert web.app.paused is False
+
+
+def test_posts_pages_and_the_live_fragment(web, make_account, proxy):
+    alice = make_account("dash")
+    web.app.add_account(alice.handle, alice.app_password, service=proxy.url)
+    csrf = log_in(web)
+    web.app.submit({"id": "a/1", "title": "<script>alert(1)</script> Hello", "url": "https://e.com/1"})
+    home = web.client.get("/")
+    assert home.status_code == 200
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; Hello" in home.text and "<script>alert(1)" not in home.text
+    assert 'href="/posts/a%2F1"' in home.text and "badge-pending" in home.text
+    assert "<svg" in home.text
+    assert home.headers["x-frame-options"] == "DENY" and "script-src 'self'" in home.headers["content-security-policy"]
+
+    page = web.client.get("/posts/a%2F1")
+    assert page.status_code == 200 and "Syndicating to Bluesky…" in page.text
+    fragment = web.client.get("/posts/a%2F1/status", headers={"HX-Request": "true"})
+    assert 'hx-trigger="every 1s"' in fragment.text and "<html" not in fragment.text
+
+    web.app.run_worker(burst=True)
+    done = web.client.get("/posts/a%2F1/status").text
+    assert "Live on Bluesky" in done and "hx-trigger" not in done  # polling stops when finished
+    assert "https://bsky.app/profile/" in done
+    assert "1 published, 0 failed" in web.client.get("/").text
+
+    # a failed post shows a Retry button; pressing it (htmx or a plain form) queues it again
+    proxy.add_rule(CREATE, error(400, {"error": "InvalidRequest", "message": "bad record"}), times=2)
+    web.app.submit({"id": "b", "title": "Fails", "url": "https://e.com/b"})
+    web.app.run_worker(burst=True)
+    failed = web.client.get("/posts/b").text
+    assert "bad record" in failed and 'id="retry"' in failed
+    swapped = web.client.post("/posts/b/retry", data={"csrf": csrf}, headers={"HX-Request": "true"})
+    assert swapped.status_code == 200 and 'id="post-status"' in swapped.text and "Syndicating" in swapped.text
+    web.app.run_worker(burst=True)
+    r = web.client.post("/posts/b/retry", data={"csrf": csrf})
+    assert r.status_code == 303 and r.headers["location"] == "/posts/b"
+    web.app.run_worker(burst=True)
+    assert web.app.status("b")["status"] == "completed"
+    assert web.client.get("/?status=completed").text.count("badge-completed") >= 2
+    assert "2 published, 2 failed" in web.client.get("/").text  # failures count in their hour, even if retried
+    assert web.client.get("/posts/nope").status_code == 404
+    assert "published to @" in web.client.get("/activity").text
+
+
+def test_accounts_page_and_the_password_form(web, make_account, proxy):
+    alice = make_account("form")
+    web.app.add_account(alice.handle, alice.app_password, service=proxy.url)
+    csrf = log_in(web)
+    page = web.client.get("/accounts").text
+    assert f"@{alice.handle}" in page and "Circuit breaker" in page and alice.app_password not in page
+    r = web.client.post(f"/accounts/{alice.handle}/password",
+                        data={"csrf": csrf, "app_password": "aaaa-bbbb-cccc-dddd"})
+    assert r.status_code == 303
+    page = web.client.get("/accounts").text
+    assert "refused the login" in page and "aaaa-bbbb-cccc-dddd" not in page
+    web.client.post(f"/accounts/{alice.handle}/password", data={"csrf": csrf, "app_password": alice.app_password})
+    page = web.client.get("/accounts").text
+    assert "New app password saved" in page and alice.app_password not in page

@@ -45,6 +45,8 @@ Composer = Callable[..., Any]
 
 
 GAVE_UP = "gave up after"
+# points a createRecord costs against an account's write budget (BLUESKY.md)
+CREATE_COST = 3
 
 
 def account_keys(account_id: int, service: str, egress_id: str) -> dict[str, str]:
@@ -63,12 +65,29 @@ _ACCOUNT_METHODS = frozenset({"com.atproto.repo.createRecord", "com.atproto.repo
 _LOGIN_METHODS = frozenset({"com.atproto.server.createSession"})
 
 
-def key_for_method(method: str, keys: Mapping[str, str]) -> str:
-    if method in _ACCOUNT_METHODS:
-        return keys["account"]
+def key_for_method(method: str, keys: Mapping[str, str], policy: str | None = None) -> str:
+    """Which budget a response's RateLimit-* headers describe.
+
+    A PDS reports its tightest limit. On a repo write that is either the account's
+    write budget (hourly/daily windows) or the per-IP one (a 5-minute window).
+    """
     if method in _LOGIN_METHODS:
         return keys["login"]
+    if method in _ACCOUNT_METHODS:
+        window = _policy_window(policy)
+        return keys["host"] if window is not None and window <= 300 else keys["account"]
     return keys["host"]
+
+
+def _policy_window(policy: str | None) -> float | None:
+    for part in (policy or "").split(";")[1:]:
+        name, _, value = part.strip().partition("=")
+        if name == "w":
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
 
 
 @dataclasses.dataclass
@@ -197,7 +216,8 @@ class Pipeline:
             if not account_row["session_enc"]:
                 key_list.append(keys["login"])
             limits = q.rate_limit_rows(conn, key_list)
-            hold = rz.hold_until(limits, now, reserve=self.settings.rate_limit_reserve)
+            hold = rz.hold_until(limits, now, reserve=self.settings.rate_limit_reserve,
+                                 reserves={keys["account"]: max(self.settings.rate_limit_reserve, CREATE_COST)})
             if hold is not None:
                 return self._wait(conn, row, post, DeliveryStatus.RATE_LIMITED, hold,
                                   f"rate limit of @{account.handle} spent", now)
@@ -284,9 +304,10 @@ class Pipeline:
             for method, status, headers in attempt.responses:
                 if status == 429:
                     continue
-                values = rz.limiter_after_response(rz.parse_rate_headers(headers, now), now)
+                observation = rz.parse_rate_headers(headers, now)
+                values = rz.limiter_after_response(observation, now)
                 if values:
-                    q.save_rate_limit(conn, key_for_method(method, keys), **values)
+                    q.save_rate_limit(conn, key_for_method(method, keys, observation.policy), **values)
             for warning in attempt.warnings:
                 q.add_event(conn, ts=now, kind="card_warning", level="warning", post_id=post.id,
                             account=handle, message=warning)
@@ -304,7 +325,8 @@ class Pipeline:
                     self._breaker_closed(conn, account_id, handle, breaker_row, now, post.id)
                 return None
             if failure.kind is rz.FailureKind.RATE_LIMITED:
-                key = key_for_method(attempt.failed_method or "", keys)
+                observation = rz.parse_rate_headers(attempt.failure_headers, now)
+                key = key_for_method(attempt.failed_method or "", keys, observation.policy if observation else None)
                 limit_row = next(iter(q.rate_limit_rows(conn, [key])), None)
                 values = rz.limiter_after_429(limit_row, attempt.failure_headers, now, self.rng)
                 q.save_rate_limit(conn, key, **values)

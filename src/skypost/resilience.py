@@ -197,15 +197,19 @@ def limiter_after_429(row: Mapping[str, Any] | None, headers: Mapping[str, str],
     return values
 
 
-def hold_until(rows: Sequence[Mapping[str, Any]], now: float, *, reserve: int) -> float | None:
-    """The time before which no request should go out, or None when all budgets allow one."""
+def hold_until(rows: Sequence[Mapping[str, Any]], now: float, *, reserve: int,
+               reserves: Mapping[str, int] | None = None) -> float | None:
+    """The time before which no request should go out, or None when all budgets allow one.
+
+    `reserves` overrides `reserve` for some keys (a budget counted in points, say)."""
     waits: list[float] = []
     for row in rows:
+        keep = (reserves or {}).get(row.get("key", ""), reserve)
         blocked = row.get("blocked_until")
         if blocked is not None and blocked > now:
             waits.append(blocked)
         remaining, reset_at = row.get("remaining"), row.get("reset_at")
-        if remaining is not None and reset_at is not None and reset_at > now and remaining <= reserve:
+        if remaining is not None and reset_at is not None and reset_at > now and remaining <= keep:
             waits.append(reset_at)
     return max(waits) if waits else None
 

@@ -119,3 +119,21 @@ def test_spend_counts_down_a_known_budget():
     row = {"remaining": 3, "reset_at": 50.0}
     assert rz.spend(row, 1, 10.0) == {"remaining": 2, "updated_at": 10.0}
     assert rz.spend(row, 1, 60.0) is None  # the window has reset
+
+
+def test_hold_keeps_a_points_reserve_per_key():
+    row = {"key": "account:1", "remaining": 3, "reset_at": 100.0, "blocked_until": None}
+    assert rz.hold_until([row], 10.0, reserve=1) is None
+    assert rz.hold_until([row], 10.0, reserve=1, reserves={"account:1": 3}) == 100.0
+
+
+def test_write_headers_go_to_the_budget_they_describe():
+    from skypost.pipeline import key_for_method
+
+    keys = {"account": "account:1", "host": "host:h:pds", "login": "login:1"}
+    create = "com.atproto.repo.createRecord"
+    assert key_for_method(create, keys, "5000;w=3600") == "account:1"
+    assert key_for_method(create, keys, "3000;w=300") == "host:h:pds"
+    assert key_for_method(create, keys, None) == "account:1"
+    assert key_for_method("com.atproto.server.createSession", keys, "30;w=300") == "login:1"
+    assert key_for_method("com.atproto.repo.getRecord", keys, None) == "host:h:pds"

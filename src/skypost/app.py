@@ -229,7 +229,10 @@ class Skypost:
         """Newest first. Each item is the status JSON plus `seq` (for paging) and `title`/`url`."""
         with self.db.connect() as conn:
             paused = syndicator.is_paused(conn)
-            rows = q.list_posts(conn, status=status, limit=limit, before_seq=before)
+            wanted: str | list[str] | None = status
+            if status == "paused":  # not stored: every unfinished post is paused while paused
+                wanted = ["pending", "retrying", "rate_limited", "circuit_open"] if paused else ["-"]
+            rows = q.list_posts(conn, status=wanted, limit=limit, before_seq=before)
             by_post: dict[int, list[Any]] = {}
             for d in q.deliveries_for_posts(conn, [r["seq"] for r in rows]):
                 by_post.setdefault(d["post_seq"], []).append(d)

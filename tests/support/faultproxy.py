@@ -25,6 +25,10 @@ Actions (small frozen dataclasses, built by these functions):
 - ``reset()``                         TCP RST without forwarding (httpx: ReadError / ConnectError)
 - ``delay(seconds)``                  sleep (woken early by stop()), then forward
 - ``error_after_forward(status, json_body, headers)``  forward (the PDS acts), answer the error instead
+- ``random_faults(lose=, error5xx=, reset=, delay=, burst429=, seed=...)``  chaos: each request gets,
+                                      with the given probabilities, one of the faults above, or starts a
+                                      burst of 429s (Retry-After / RateLimit headers); else it is
+                                      forwarded. ``.counts`` says what was injected, by kind.
 
 `match` is an XRPC method name (the path /xrpc/<method>), "*" for everything, or, for a
 non-XRPC path, the path itself ("/.well-known/did.json").
@@ -37,12 +41,14 @@ import dataclasses
 import http.client
 import json
 import logging
+import random
 import socket
 import struct
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.utils import formatdate
 from typing import Any, Iterable, Mapping, Union
 from urllib.parse import urlsplit
 
@@ -52,6 +58,7 @@ __all__ = [
     "Error",
     "ErrorAfterForward",
     "FaultProxy",
+    "RandomFaults",
     "Forward",
     "LoseResponse",
     "Reset",
@@ -62,6 +69,7 @@ __all__ = [
     "error_after_forward",
     "forward",
     "lose_response",
+    "random_faults",
     "reset",
 ]
 
@@ -138,7 +146,112 @@ class ErrorAfterForward:
     headers: tuple[tuple[str, str], ...] = ()
 
 
-Action = Union[Forward, Error, LoseResponse, Reset, Delay, ErrorAfterForward]
+class RandomFaults:
+    """Chaos: each request gets one fault drawn at random (see `random_faults`), or is forwarded.
+
+    Kinds counted in `counts`: "lose_response" (the upstream acted, the client gets nothing: a FIN
+    or, half of the time, a RST), "error_5xx" (answered without forwarding), "error_5xx_after_forward"
+    (the upstream acted, the client gets a 5xx), "reset" (RST, not forwarded), "delay" (forwarded late),
+    "burst_429" (bursts started) and "429" (every 429 answered, bursts included), "forward".
+    A burst answers 429 to the next `burst_size` requests this rule sees, with Retry-After in seconds,
+    Retry-After as an HTTP date, or RateLimit-Limit/Remaining/Reset/Policy only (the kind is drawn
+    per burst); the wait is drawn from `retry_after`. Thread-safe; `seed` makes the draws repeatable.
+    """
+
+    _STATUSES_5XX = (500, 502, 503, 504)
+
+    def __init__(
+        self,
+        *,
+        lose: float = 0.0,
+        error5xx: float = 0.0,
+        reset: float = 0.0,
+        delay: float = 0.0,
+        burst429: float = 0.0,
+        after_forward_share: float = 0.5,
+        delay_range: tuple[float, float] = (0.2, 2.0),
+        burst_size: tuple[int, int] = (2, 6),
+        retry_after: tuple[float, float] = (1.0, 2.0),
+        seed: int | None = None,
+    ) -> None:
+        probabilities = (lose, error5xx, reset, delay, burst429)
+        if any(p < 0 for p in probabilities) or sum(probabilities) > 1:
+            raise ValueError("probabilities must be >= 0 and sum to at most 1")
+        self.lose, self.error5xx, self.reset, self.delay, self.burst429 = probabilities
+        self.after_forward_share = after_forward_share
+        self.delay_range = delay_range
+        self.burst_size = burst_size
+        self.retry_after = retry_after
+        self.counts: collections.Counter[str] = collections.Counter()
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._burst_left = 0
+        self._burst_headers: tuple[tuple[str, str], ...] = ()
+
+    def _burst_429_headers(self) -> tuple[tuple[str, str], ...]:
+        wait = self._rng.uniform(*self.retry_after)
+        now = time.time()
+        style = self._rng.choice(("seconds", "date", "ratelimit"))
+        if style == "seconds":
+            return (("Retry-After", str(max(1, round(wait)))),)
+        if style == "date":
+            return (("Retry-After", formatdate(now + wait + 1, usegmt=True)),)
+        reset_at = int(now + wait) + 1
+        return (("RateLimit-Limit", "100"), ("RateLimit-Remaining", "0"), ("RateLimit-Reset", str(reset_at)),
+                ("RateLimit-Policy", "100;w=300"))
+
+    def _error_429(self) -> Error:
+        self._burst_left -= 1
+        self.counts["429"] += 1
+        body = {"error": "RateLimitExceeded", "message": "Rate Limit Exceeded"}
+        return Error(429, body, self._burst_headers)
+
+    def pick(self) -> Action:
+        """The concrete action for one request (and count it)."""
+        with self._lock:
+            if self._burst_left > 0:
+                return self._error_429()
+            r = self._rng.random()
+            for kind, p in (("lose", self.lose), ("5xx", self.error5xx), ("reset", self.reset),
+                            ("delay", self.delay), ("429", self.burst429)):
+                if r < p:
+                    break
+                r -= p
+            else:
+                self.counts["forward"] += 1
+                return Forward()
+            if kind == "lose":
+                self.counts["lose_response"] += 1
+                return LoseResponse(abort=self._rng.random() < 0.5)
+            if kind == "5xx":
+                status = self._rng.choice(self._STATUSES_5XX)
+                body = {"error": "InternalServerError", "message": f"fault proxy: injected {status}"}
+                if self._rng.random() < self.after_forward_share:
+                    self.counts["error_5xx_after_forward"] += 1
+                    return ErrorAfterForward(status, body)
+                self.counts["error_5xx"] += 1
+                return Error(status, body)
+            if kind == "reset":
+                self.counts["reset"] += 1
+                return Reset()
+            if kind == "delay":
+                self.counts["delay"] += 1
+                return Delay(self._rng.uniform(*self.delay_range))
+            self.counts["burst_429"] += 1
+            self._burst_left = self._rng.randint(*self.burst_size)
+            self._burst_headers = self._burst_429_headers()
+            return self._error_429()
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.counts)
+
+    def __repr__(self) -> str:
+        return (f"RandomFaults(lose={self.lose}, error5xx={self.error5xx}, reset={self.reset}, "
+                f"delay={self.delay}, burst429={self.burst429})")
+
+
+Action = Union[Forward, Error, LoseResponse, Reset, Delay, ErrorAfterForward, RandomFaults]
 
 
 def forward() -> Forward:
@@ -163,6 +276,25 @@ def delay(seconds: float) -> Delay:
 
 def error_after_forward(status: int, json_body: Any = None, headers: HeadersArg = None) -> ErrorAfterForward:
     return ErrorAfterForward(status, json_body, _header_list(headers))
+
+
+def random_faults(
+    *,
+    lose: float = 0.0,
+    error5xx: float = 0.0,
+    reset: float = 0.0,
+    delay: float = 0.0,
+    burst429: float = 0.0,
+    after_forward_share: float = 0.5,
+    delay_range: tuple[float, float] = (0.2, 2.0),
+    burst_size: tuple[int, int] = (2, 6),
+    retry_after: tuple[float, float] = (1.0, 2.0),
+    seed: int | None = None,
+) -> RandomFaults:
+    """Chaos for every request the rule matches (use times=None); see RandomFaults."""
+    return RandomFaults(lose=lose, error5xx=error5xx, reset=reset, delay=delay, burst429=burst429,
+                        after_forward_share=after_forward_share, delay_range=delay_range,
+                        burst_size=burst_size, retry_after=retry_after, seed=seed)
 
 
 @dataclass
@@ -228,6 +360,10 @@ class _Handler(BaseHTTPRequestHandler):
         method = _xrpc_method(self.path)
         rule, seen = proxy._select(method, self.command, self.path)
         action: Action = rule.action if rule else Forward()
+        if isinstance(action, RandomFaults):
+            action = action.pick()
+            with proxy._lock:
+                seen.action = type(action).__name__
         if isinstance(action, (Error, ErrorAfterForward)):
             if isinstance(action, ErrorAfterForward):
                 self._forward(body)

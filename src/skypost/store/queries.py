@@ -117,12 +117,11 @@ def set_post_status(conn: Conn, seq: int, status: str, reason: str | None, now: 
     _update(conn, "posts", "seq", seq, {"status": status, "reason": reason, "updated_at": now})
 
 
-def list_posts(conn: Conn, *, status: str | None = None, limit: int = 50,
+def list_posts(conn: Conn, *, status: str | Sequence[str] | None = None, limit: int = 50,
                before_seq: int | None = None) -> list[Row]:
     where, params = ["1 = 1"], {"limit": limit}
     if status:
-        where.append("status = :status")
-        params["status"] = status
+        where.append(f"status IN {_in('st', [status] if isinstance(status, str) else status, params)}")
     if before_seq is not None:
         where.append("seq < :before")
         params["before"] = before_seq

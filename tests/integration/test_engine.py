@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.faultproxy import delay, error, lose_response, reset
+from tests.support.faultproxy import error, lose_response, reset
 
 CREATE = "com.atproto.repo.createRecord"
 GET = "com.atproto.repo.getRecord"
@@ -243,7 +243,6 @@ def test_failed_probe_reopens_for_a_full_cooldown(db_url, make_app, make_account
     clock.advance(900)
     app.run_worker(burst=True)  # the probe fails
     assert proxy.calls(CREATE) == 4
-    d = app.status("1")["deliveries"][0]
     clock.advance(1)
     app.run_worker(burst=True)
     assert proxy.calls(CREATE) == 4  # open again for 900 s

@@ -3,7 +3,6 @@ order kept, and the jobs of a SIGKILLed worker recovered after its lease."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess

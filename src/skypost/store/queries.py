@@ -15,7 +15,7 @@ Row = dict[str, Any]
 _FINISHED = "('" + "','".join(FINISHED_DELIVERY) + "')"
 
 
-def _in(prefix: str, values: Iterable[Any], params: dict[str, Any]) -> str:
+def in_list(prefix: str, values: Iterable[Any], params: dict[str, Any]) -> str:
     """`(:p0, :p1, …)` for an IN list, filling params."""
     names = []
     for n, value in enumerate(values):
@@ -121,7 +121,7 @@ def list_posts(conn: Conn, *, status: str | Sequence[str] | None = None, limit: 
                before_seq: int | None = None) -> list[Row]:
     where, params = ["1 = 1"], {"limit": limit}
     if status:
-        where.append(f"status IN {_in('st', [status] if isinstance(status, str) else status, params)}")
+        where.append(f"status IN {in_list('st', [status] if isinstance(status, str) else status, params)}")
     if before_seq is not None:
         where.append("seq < :before")
         params["before"] = before_seq
@@ -142,10 +142,10 @@ def insert_deliveries(conn: Conn, rows: list[dict[str, Any]]) -> None:
 
 def deliveries_for_posts(conn: Conn, seqs: Iterable[int]) -> list[Row]:
     params: dict[str, Any] = {}
-    in_list = _in("s", seqs, params)
+    placeholders = in_list("s", seqs, params)
     if not params:
         return []
-    return conn.all(f"SELECT * FROM deliveries WHERE post_seq IN {in_list} ORDER BY post_seq, position", params)
+    return conn.all(f"SELECT * FROM deliveries WHERE post_seq IN {placeholders} ORDER BY post_seq, position", params)
 
 
 def delivery_by_id(conn: Conn, delivery_id: int) -> Row | None:
@@ -217,7 +217,7 @@ def claim_job(conn: Conn, *, owner: str, now: float, lease: float,
               kinds: Sequence[str] | None = None) -> Row | None:
     """Atomically take the next due job (SKIP LOCKED on PostgreSQL, the write lock on SQLite)."""
     params: dict[str, Any] = {"now": now, "owner": owner, "until": now + lease}
-    kind_filter = f" AND kind IN {_in('k', kinds, params)}" if kinds else ""
+    kind_filter = f" AND kind IN {in_list('k', kinds, params)}" if kinds else ""
     lock = " FOR UPDATE SKIP LOCKED" if conn.is_postgres else ""
     return conn.one(
         "UPDATE jobs SET status = 'doing', lease_owner = :owner, lease_expires_at = :until, "
@@ -243,7 +243,7 @@ def extend_leases(conn: Conn, *, owner: str, job_ids: Sequence[int], until: floa
         return 0
     params: dict[str, Any] = {"owner": owner, "until": until, "now": now}
     conn.execute(
-        f"UPDATE jobs SET lease_expires_at = :until, updated_at = :now WHERE id IN {_in('j', job_ids, params)} "
+        f"UPDATE jobs SET lease_expires_at = :until, updated_at = :now WHERE id IN {in_list('j', job_ids, params)} "
         "AND lease_owner = :owner AND status = 'doing'",
         params,
     )
@@ -345,7 +345,7 @@ def take_probe(conn: Conn, account_id: int, *, owner: str, now: float, until: fl
 
 def rate_limit_rows(conn: Conn, keys: Sequence[str]) -> list[Row]:
     params: dict[str, Any] = {}
-    return conn.all(f'SELECT * FROM rate_limits WHERE key IN {_in("r", keys, params)}', params)
+    return conn.all(f'SELECT * FROM rate_limits WHERE key IN {in_list("r", keys, params)}', params)
 
 
 def all_rate_limits(conn: Conn) -> list[Row]:

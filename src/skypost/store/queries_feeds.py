@@ -8,6 +8,7 @@ import json
 from typing import Any, Iterable, Sequence
 
 from .db import Conn, encode_json
+from .queries import in_list
 
 Row = dict[str, Any]
 
@@ -97,8 +98,8 @@ def existing_account_handles(conn: Conn, handles: Sequence[str]) -> set[str]:
     found: set[str] = set()
     for start in range(0, len(handles), _CHUNK):
         params: dict[str, Any] = {}
-        in_list = _in("h", handles[start:start + _CHUNK], params)
-        found.update(r["handle"] for r in conn.all(f"SELECT handle FROM accounts WHERE handle IN {in_list}", params))
+        placeholders = in_list("h", handles[start:start + _CHUNK], params)
+        found.update(r["handle"] for r in conn.all(f"SELECT handle FROM accounts WHERE handle IN {placeholders}", params))
     return found
 
 
@@ -128,9 +129,9 @@ def seen_keys(conn: Conn, feed_id: int, keys: Iterable[str]) -> set[str]:
     found: set[str] = set()
     for start in range(0, len(wanted), _CHUNK):
         params: dict[str, Any] = {"f": feed_id}
-        in_list = _in("k", wanted[start:start + _CHUNK], params)
+        placeholders = in_list("k", wanted[start:start + _CHUNK], params)
         found.update(r["entry_key"] for r in conn.all(
-            f"SELECT entry_key FROM feed_entries WHERE feed_id = :f AND entry_key IN {in_list}", params))
+            f"SELECT entry_key FROM feed_entries WHERE feed_id = :f AND entry_key IN {placeholders}", params))
     return found
 
 
@@ -166,9 +167,3 @@ def finish_waiting_job(conn: Conn, job_id: int, now: float) -> int:
     return conn.rowcount
 
 
-def _in(prefix: str, values: Iterable[Any], params: dict[str, Any]) -> str:
-    names = []
-    for n, value in enumerate(values):
-        params[f"{prefix}{n}"] = value
-        names.append(f":{prefix}{n}")
-    return "(" + (", ".join(names) or "NULL") + ")"

@@ -4,7 +4,6 @@ and PostgreSQL both accept, `:name` placeholders, an open connection passed in."
 
 from __future__ import annotations
 
-import json
 from typing import Any, Sequence
 
 from .db import Conn, encode_json
@@ -73,20 +72,12 @@ def insert_hook(conn: Conn, *, name: str, kind: str, secret_enc: str, accounts: 
     )
 
 
-def _decode_accounts(row: Row) -> Row:
-    # `accounts` is not in db.JSON_COLUMNS: SQLite hands back the text, psycopg the list
-    if isinstance(row.get("accounts"), (str, bytes)):
-        row["accounts"] = json.loads(row["accounts"])
-    return row
-
-
 def hook_by_name(conn: Conn, name: str) -> Row | None:
-    row = conn.one("SELECT * FROM hooks WHERE name = :name", {"name": name})
-    return _decode_accounts(row) if row is not None else None
+    return conn.one("SELECT * FROM hooks WHERE name = :name", {"name": name})
 
 
 def list_hooks(conn: Conn) -> list[Row]:
-    return [_decode_accounts(r) for r in conn.all("SELECT name, kind, accounts, created_at FROM hooks ORDER BY name")]
+    return conn.all("SELECT name, kind, accounts, created_at FROM hooks ORDER BY name")
 
 
 def delete_hook(conn: Conn, name: str) -> bool:

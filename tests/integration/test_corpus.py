@@ -119,3 +119,31 @@ def test_nasty_corpus_is_accepted(sqlite_url, make_app, make_account, pds, proxy
     assert thumbs >= 7  # png, jpeg, alpha, gif, webp and the two article pages
     warnings = [e["message"] for e in app.events(limit=200) if e["kind"] == "card_warning"]
     assert any("corrupt" in w.lower() or "not" in w.lower() for w in warnings)
+
+
+def test_preview_prints_the_exact_record_without_contacting_bluesky(sqlite_url, site, proxy, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import TEST_KEY
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SKYPOST_")}
+    env.update(SKYPOST_DATABASE_URL=sqlite_url, SKYPOST_SECRET_KEY=TEST_KEY, SKYPOST_ALLOW_PRIVATE_URLS="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "skypost.cli", "preview", "--id", "p1", "--title", "Preview me #python",
+         "--url", f"{site}/article.html", "--lang", "en"],
+        env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["$type"] == "app.bsky.feed.post" and record["langs"] == ["en"]
+    assert record["text"].startswith("Preview me #python")
+    assert record["facets"][0]["features"][0] == {"$type": "app.bsky.richtext.facet#tag", "tag": "python"}
+    external = record["embed"]["external"]
+    assert external["description"] == "Described by the page itself."
+    assert 0 < external["thumb"]["size"] <= 1_000_000 and external["thumb"]["mimeType"].startswith("image/")
+    assert proxy.calls() == 0
+    status = subprocess.run([sys.executable, "-m", "skypost.cli", "status", "p1"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert status.returncode == 2  # preview recorded nothing

@@ -208,7 +208,8 @@ class Skypost:
             claimed = job is not None and q.claim_job_by_id(
                 conn, job["id"], owner=owner, now=self.clock(), lease=self.settings.job_lease)
         if claimed:
-            self.pipeline.process_syndication(job["id"], post_row["seq"], owner=owner)
+            self.pipeline.process_syndication(job["id"], post_row["seq"], owner=owner,
+                                              claimed_run_at=job["run_at"])
         state = self.status_state(post_id)
         assert state is not None
         return state
@@ -346,7 +347,7 @@ class Skypost:
 
         def syndicate(job: Mapping[str, Any], owner: str, should_stop: Callable[[], bool]) -> None:
             self.pipeline.process_syndication(job["id"], job["args"]["post_seq"], owner=owner,
-                                              should_stop=should_stop)
+                                              should_stop=should_stop, claimed_run_at=job["run_at"])
 
         def feed_poll(job: Mapping[str, Any], owner: str, should_stop: Callable[[], bool]) -> None:
             from skypost.sources.feeds import run_poll_job

@@ -130,7 +130,10 @@ class Pipeline:
     # --- the job ---------------------------------------------------------------
 
     def process_syndication(self, job_id: int, post_seq: int, *, owner: str,
-                            should_stop: Callable[[], bool] = lambda: False) -> None:
+                            should_stop: Callable[[], bool] = lambda: False,
+                            claimed_run_at: float | None = None) -> None:
+        """Run one pass over the post's deliveries. `claimed_run_at` is the job's run_at when it
+        was claimed: a later one means another worker woke the job meanwhile."""
         with self.db.transaction() as conn:
             post_row = q.post_by_seq(conn, post_seq)
             rows = q.deliveries_for_posts(conn, [post_seq])
@@ -151,9 +154,10 @@ class Pipeline:
             hint = self._process_delivery(post, row, job_id=job_id, owner=owner)
             if hint is not None:
                 hints[row["id"]] = hint
-        self._finish_job(job_id, post_seq, owner=owner, hints=hints)
+        self._finish_job(job_id, post_seq, owner=owner, hints=hints, claimed_run_at=claimed_run_at)
 
-    def _finish_job(self, job_id: int, post_seq: int, *, owner: str, hints: Mapping[int, float]) -> None:
+    def _finish_job(self, job_id: int, post_seq: int, *, owner: str, hints: Mapping[int, float],
+                    claimed_run_at: float | None) -> None:
         now = self.clock()
         with self.db.transaction() as conn:
             post_row = q.post_by_seq(conn, post_seq)
@@ -166,7 +170,8 @@ class Pipeline:
                 for d in unfinished:
                     at = d.next_attempt_at.timestamp() if d.next_attempt_at else now
                     times.append(max(at, hints.get(d.id, at)))
-                q.release_job(conn, job_id, owner=owner, status="todo", run_at=max(min(times), now), now=now)
+                q.reschedule_job(conn, job_id, owner=owner, run_at=max(min(times), now), now=now,
+                                 claimed_run_at=claimed_run_at)
             else:
                 q.release_job(conn, job_id, owner=owner, status="done", run_at=None, now=now)
             stored = state.status if state.status is not PostStatus.PAUSED else PostStatus.PENDING
@@ -194,9 +199,10 @@ class Pipeline:
                 return None
             blocker = q.earlier_unfinished_delivery(conn, row["account_id"], row["post_seq"])
             if blocker is not None:
-                # rule 4: an earlier post to this account goes first; it wakes us when done
-                wait = blocker["next_attempt_at"] or 0.0
-                return max(wait, now + min(2.0, self.settings.poll_interval * 2))
+                # rule 4: an earlier post to this account goes first; finishing it wakes this job,
+                # the lease is only a safety net
+                wait = blocker["next_attempt_at"]
+                return wait if wait is not None and wait > now else now + self.settings.job_lease
             account = account_from_row(account_row)
             if account.state.value == "needs_reauth":
                 self._finish(conn, row, post, DeliveryStatus.FAILED, now, error=reauth_message(account.handle))

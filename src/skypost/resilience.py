@@ -163,8 +163,10 @@ def retry_after_seconds(headers: Mapping[str, str], now: float) -> float | None:
         except (TypeError, ValueError, IndexError):
             pass
     obs = parse_rate_headers(headers, now)
-    if obs and obs.reset_at is not None and obs.reset_at > now:
-        return obs.reset_at - now
+    if obs and obs.reset_at is not None:
+        # a reset just past (whole seconds, a clock a little behind) still beats the
+        # headerless fallback: wait a moment, not minutes
+        return max(obs.reset_at - now, 1.0)
     return None
 
 

@@ -276,6 +276,18 @@ def release_job(conn: Conn, job_id: int, *, owner: str | None, status: str, run_
     return conn.rowcount == 1
 
 
+def reschedule_job(conn: Conn, job_id: int, *, owner: str, run_at: float, now: float,
+                   claimed_run_at: float | None = None) -> bool:
+    """Put a claimed job back for `run_at` — or for now, if it was woken while it ran."""
+    woken = "CASE WHEN run_at > :claimed THEN :now ELSE :run_at END" if claimed_run_at is not None else ":run_at"
+    conn.execute(
+        f"UPDATE jobs SET status = 'todo', run_at = {woken}, lease_owner = NULL, lease_expires_at = NULL, "
+        "updated_at = :now WHERE id = :id AND lease_owner = :owner AND status = 'doing'",
+        {"id": job_id, "owner": owner, "run_at": run_at, "now": now, "claimed": claimed_run_at},
+    )
+    return conn.rowcount == 1
+
+
 def schedule_job_at(conn: Conn, job_id: int, run_at: float, now: float) -> None:
     """Move a waiting (todo/done) job to run at `run_at`; a running one is left to its worker."""
     conn.execute(
@@ -288,11 +300,16 @@ def schedule_job_at(conn: Conn, job_id: int, run_at: float, now: float) -> None:
 
 
 def wake_jobs_waiting_on_account(conn: Conn, account_id: int, after_seq: int, now: float) -> None:
-    """Make due the jobs of later posts that wait for this account (rule 4 ordering)."""
+    """Make due the job of the next post that waits for this account (rule 4 ordering).
+
+    Only the next one: it wakes its own follower when done, so a long queue behind one
+    account costs a claim per post, not one per post ahead of it. A job that is running
+    gets its run_at moved too; reschedule_job sees that and comes back at once."""
     conn.execute(
         "UPDATE jobs SET run_at = :now, updated_at = :now "
-        "WHERE status = 'todo' AND run_at > :now AND kind = 'syndicate' AND post_seq IN ("
-        f"SELECT post_seq FROM deliveries WHERE account_id = :a AND post_seq > :s AND status NOT IN {_FINISHED})",
+        "WHERE kind = 'syndicate' AND ((status = 'todo' AND run_at > :now) OR status = 'doing') "
+        "AND post_seq = (SELECT MIN(post_seq) FROM deliveries "
+        f"WHERE account_id = :a AND post_seq > :s AND status NOT IN {_FINISHED})",
         {"now": now, "a": account_id, "s": after_seq},
     )
     if conn.rowcount:

@@ -47,15 +47,31 @@ def _update(conn: Conn, table: str, key: str, key_value: Any, values: Mapping[st
     return conn.rowcount
 
 
-def _upsert(conn: Conn, table: str, values: Mapping[str, Any], keys: Sequence[str]) -> None:
-    cols = list(values)
-    updates = ", ".join(f'"{c}" = excluded."{c}"' for c in cols if c not in keys)
+def _upsert(conn: Conn, table: str, values: Mapping[str, Any], keys: Sequence[str],
+            defaults: Mapping[str, Any] | None = None) -> None:
+    """Update the row named by `keys`, or insert it with `defaults` for the columns not given.
+
+    Not INSERT … ON CONFLICT DO UPDATE: both databases check NOT NULL on the proposed row
+    first, so a partial update of an existing row would fail."""
+    changes = {c: v for c, v in values.items() if c not in keys}
+    if changes:
+        sets = ", ".join(f'"{c}" = :v_{c}' for c in changes)
+        params = {f"v_{c}": v for c, v in _encode(changes).items()}
+        params.update({f"k_{c}": values[c] for c in keys})
+        where = " AND ".join(f'"{c}" = :k_{c}' for c in keys)
+        conn.execute(f"UPDATE {table} SET {sets} WHERE {where}", params)
+        if conn.rowcount:
+            return
+    row = {**(defaults or {}), **values}
+    cols = list(row)
     quoted = ", ".join(f'"{c}"' for c in cols)
     conn.execute(
         f"INSERT INTO {table} ({quoted}) VALUES ({', '.join(':' + c for c in cols)}) "
-        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}",
-        _encode(values),
+        f"ON CONFLICT ({', '.join(keys)}) DO NOTHING",
+        _encode(row),
     )
+    if not conn.rowcount and changes:  # another transaction inserted it meanwhile
+        _upsert(conn, table, values, keys)
 
 
 # --- settings -----------------------------------------------------------------
@@ -344,7 +360,8 @@ def all_breakers(conn: Conn) -> dict[int, Row]:
 
 
 def save_breaker(conn: Conn, account_id: int, **values: Any) -> None:
-    _upsert(conn, "breakers", {"account_id": account_id, **values}, ["account_id"])
+    _upsert(conn, "breakers", {"account_id": account_id, **values}, ["account_id"],
+            defaults={"state": "closed", "failures": 0, "updated_at": values.get("updated_at", 0.0)})
 
 
 def take_probe(conn: Conn, account_id: int, *, owner: str, now: float, until: float) -> bool:
@@ -370,7 +387,8 @@ def all_rate_limits(conn: Conn) -> list[Row]:
 
 
 def save_rate_limit(conn: Conn, key: str, **values: Any) -> None:
-    _upsert(conn, "rate_limits", {"key": key, **values}, ["key"])
+    _upsert(conn, "rate_limits", {"key": key, **values}, ["key"],
+            defaults={"consecutive_429": 0, "updated_at": values.get("updated_at", 0.0)})
 
 
 # --- events --------------------------------------------------------------------------

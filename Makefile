@@ -37,6 +37,10 @@ test-setup: $(VENV)/.test-installed tests/pds/node_modules/.installed
 test: test-setup
 	$(BIN)/python -m pytest
 
+# The benchmarks (bench/README.md): tables, JSON and plots in bench/results/.
+bench: test-setup
+	$(BIN)/python -m bench.run
+
 # Regenerate the lock files from pyproject.toml in a scratch environment.
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

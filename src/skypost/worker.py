@@ -102,8 +102,7 @@ class Worker:
             if job is None:
                 if self.burst:
                     return
-                self.queue.wakeup.wait(self.poll_interval)
-                self.queue.wakeup.clear()
+                self.queue.wait(self.poll_interval)
                 continue
             self._run_job(job, owner)
 

@@ -164,6 +164,8 @@ class Database:
         raw = self._raw()
         if getattr(self._local, "depth", 0):
             # nested use on the same thread joins the open transaction
+            if getattr(self._local, "readonly", False):
+                raise RuntimeError("a write transaction inside a read-only connect() block")
             yield Conn(raw, self.dialect)
             return
         self._local.depth = 1
@@ -188,7 +190,31 @@ class Database:
         finally:
             self._local.depth = 0
 
-    connect = transaction  # reads use a short transaction too (a consistent snapshot)
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[Conn]:
+        """A read-only transaction: a consistent snapshot that, on SQLite, takes no write lock."""
+        raw = self._raw()
+        if self.dialect != "sqlite" or getattr(self._local, "depth", 0):
+            with self.transaction() as conn:
+                yield conn
+            return
+        self._local.depth = 1
+        self._local.readonly = True
+        try:
+            raw.execute("BEGIN")
+            try:
+                yield Conn(raw, self.dialect)
+            finally:
+                raw.execute("ROLLBACK")
+        finally:
+            self._local.depth = 0
+            self._local.readonly = False
+
+    def data_version(self) -> int | None:
+        """SQLite: a number that changes whenever another connection commits (cheap, no lock)."""
+        if self.dialect != "sqlite":
+            return None
+        return self._raw().execute("PRAGMA data_version").fetchone()["data_version"]
 
     def release_thread(self) -> None:
         """Close this thread's connection: threads that end must not leave connections behind."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from skypost import syndicator
 from skypost.config import Settings, load_settings
-from skypost.models import Post, PostState, ValidationError, iso, normalize_handle, parse_post_document
+from skypost.models import Post, PostState, ValidationError, iso, normalize_handle, parse_post_document, valid_id
 from skypost.queue import JobQueue
 from skypost.store import queries as q
 from skypost.store.db import SCHEMA_HEAD, Database
@@ -215,6 +215,8 @@ class Skypost:
         return state
 
     def status_state(self, post_id: str) -> PostState | None:
+        if not valid_id(post_id):
+            return None  # no such id can have been stored
         with self.db.connect() as conn:
             row = q.post_by_id(conn, post_id)
             if row is None:
@@ -248,6 +250,8 @@ class Skypost:
 
     def retry(self, post_id: str, account: str | None = None) -> dict[str, Any] | None:
         """Queue the failed deliveries of a post again (or those of one account); None for an unknown id."""
+        if not valid_id(post_id):
+            return None
         now = self.clock()
         handle = normalize_handle(account) if account else None
         with self.db.transaction() as conn:
@@ -365,6 +369,8 @@ class Skypost:
     # --- visibility ------------------------------------------------------------------------
 
     def events(self, *, limit: int = 50, post_id: str | None = None) -> list[dict[str, Any]]:
+        if post_id is not None and not valid_id(post_id):
+            return []
         with self.db.connect() as conn:
             rows = q.list_events(conn, limit=limit, post_id=post_id)
         return [

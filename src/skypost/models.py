@@ -270,16 +270,19 @@ def parse_post_document(doc: Any, *, allow_extra: bool = False) -> Post:
     allowed = POST_FIELDS + _EXTRA_FIELDS
     for key in doc:
         if key not in allowed:
-            errors[str(key)] = "unknown field"
+            # the name goes back in a JSON answer: make it printable whatever it was
+            errors[printable(str(key))[:100]] = "unknown field"
     values: dict[str, Any] = {}
 
     raw_id = doc.get("id")
-    if isinstance(raw_id, int) and not isinstance(raw_id, bool):
-        raw_id = str(raw_id)
+    if isinstance(raw_id, int) and not isinstance(raw_id, bool) and abs(raw_id) < 10**18:
+        raw_id = str(raw_id)  # numeric ids (WordPress, Ghost) as text
     if not isinstance(raw_id, str) or not raw_id.strip():
         errors["id"] = "is required and must be a non-empty string"
     elif len(raw_id) > _MAX_ID:
         errors["id"] = f"must be at most {_MAX_ID} characters"
+    elif not valid_id(raw_id.strip()):
+        errors["id"] = "must not contain control characters, lone surrogates, or be only dots"
     else:
         values["id"] = raw_id.strip()
 
@@ -343,7 +346,7 @@ def parse_post_document(doc: Any, *, allow_extra: bool = False) -> Post:
         else:
             try:
                 values["published_at"] = parse_datetime(published)
-            except ValueError:
+            except (ValueError, OverflowError):
                 errors["published_at"] = f"{published!r} is not an ISO 8601 date-time"
 
     dont = doc.get("dont_syndicate", False)
@@ -363,6 +366,31 @@ def parse_post_document(doc: Any, *, allow_extra: bool = False) -> Post:
     if "title" in values and "text" in values and not values["title"].strip() and not values["text"].strip():
         errors["title"] = "a title (or a custom text) is required"
 
+    for name, value in values.items():
+        texts = value if isinstance(value, tuple) else (value,)
+        if name not in errors and any(isinstance(t, str) and not _encodable(t) for t in texts):
+            errors[name] = "is not valid Unicode text (it contains lone surrogates)"
+
     if errors:
         raise ValidationError(errors)
     return Post(**values)
+
+
+def printable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def valid_id(post_id: str) -> bool:
+    """An id that every database, URL and log line can carry."""
+    return bool(post_id) and _encodable(post_id) and not _CONTROL.search(post_id) and post_id.strip(".") != ""
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -25,10 +25,11 @@ Actions (small frozen dataclasses, built by these functions):
 - ``reset()``                         TCP RST without forwarding (httpx: ReadError / ConnectError)
 - ``delay(seconds)``                  sleep (woken early by stop()), then forward
 - ``error_after_forward(status, json_body, headers)``  forward (the PDS acts), answer the error instead
-- ``random_faults(lose=, error5xx=, reset=, delay=, burst429=, seed=...)``  chaos: each request gets,
-                                      with the given probabilities, one of the faults above, or starts a
+- ``random_faults(lose=, error5xx=, reset=, delay=, burst429=, deck=, seed=...)``  chaos (not a
+                                      dataclass: it keeps counts and state): each request gets, with
+                                      the given probabilities, one of the faults above, or starts a
                                       burst of 429s (Retry-After / RateLimit headers); else it is
-                                      forwarded. ``.counts`` says what was injected, by kind.
+                                      forwarded. ``.snapshot()`` says what was injected, by kind.
 
 `match` is an XRPC method name (the path /xrpc/<method>), "*" for everything, or, for a
 non-XRPC path, the path itself ("/.well-known/did.json").
@@ -41,6 +42,7 @@ import dataclasses
 import http.client
 import json
 import logging
+import math
 import random
 import socket
 import struct
@@ -153,9 +155,13 @@ class RandomFaults:
     or, half of the time, a RST), "error_5xx" (answered without forwarding), "error_5xx_after_forward"
     (the upstream acted, the client gets a 5xx), "reset" (RST, not forwarded), "delay" (forwarded late),
     "burst_429" (bursts started) and "429" (every 429 answered, bursts included), "forward".
-    A burst answers 429 to the next `burst_size` requests this rule sees, with Retry-After in seconds,
-    Retry-After as an HTTP date, or RateLimit-Limit/Remaining/Reset/Policy only (the kind is drawn
-    per burst); the wait is drawn from `retry_after`. Thread-safe; `seed` makes the draws repeatable.
+    A burst lasts `burst_length` seconds (drawn): every request this rule sees meanwhile is answered
+    429 with, drawn per burst, Retry-After in seconds, Retry-After as an HTTP date, or only
+    RateLimit-Limit/Remaining(0)/Reset/Policy; all of them name the end of the burst (never a time
+    already past). With `deck=N` the kinds are dealt from a shuffled deck of N requests holding
+    round(p * N) (at least 1) of each kind with p > 0: exact proportions over every N requests (a
+    bounded test then sees every kind), random order. Thread-safe; `seed` makes the draws
+    repeatable (not the timing of requests).
     """
 
     _STATUSES_5XX = (500, 502, 503, 504)
@@ -170,63 +176,76 @@ class RandomFaults:
         burst429: float = 0.0,
         after_forward_share: float = 0.5,
         delay_range: tuple[float, float] = (0.2, 2.0),
-        burst_size: tuple[int, int] = (2, 6),
-        retry_after: tuple[float, float] = (1.0, 2.0),
+        burst_length: tuple[float, float] = (0.5, 2.0),
+        deck: int | None = None,
         seed: int | None = None,
     ) -> None:
         probabilities = (lose, error5xx, reset, delay, burst429)
         if any(p < 0 for p in probabilities) or sum(probabilities) > 1:
             raise ValueError("probabilities must be >= 0 and sum to at most 1")
+        if deck is not None and deck < 1:
+            raise ValueError("deck must be >= 1")
+        self.deck = deck
+        self._cards: list[str] = []
         self.lose, self.error5xx, self.reset, self.delay, self.burst429 = probabilities
         self.after_forward_share = after_forward_share
         self.delay_range = delay_range
-        self.burst_size = burst_size
-        self.retry_after = retry_after
+        self.burst_length = burst_length
         self.counts: collections.Counter[str] = collections.Counter()
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
-        self._burst_left = 0
-        self._burst_headers: tuple[tuple[str, str], ...] = ()
+        self._burst_until = 0.0
+        self._burst_style = "seconds"
 
-    def _burst_429_headers(self) -> tuple[tuple[str, str], ...]:
-        wait = self._rng.uniform(*self.retry_after)
-        now = time.time()
-        style = self._rng.choice(("seconds", "date", "ratelimit"))
-        if style == "seconds":
-            return (("Retry-After", str(max(1, round(wait)))),)
-        if style == "date":
-            return (("Retry-After", formatdate(now + wait + 1, usegmt=True)),)
-        reset_at = int(now + wait) + 1
-        return (("RateLimit-Limit", "100"), ("RateLimit-Remaining", "0"), ("RateLimit-Reset", str(reset_at)),
-                ("RateLimit-Policy", "100;w=300"))
-
-    def _error_429(self) -> Error:
-        self._burst_left -= 1
+    def _error_429(self, now: float) -> Error:
+        """A 429 of the running burst; its headers name the burst's end, seen from `now`."""
+        end = self._burst_until
         self.counts["429"] += 1
-        body = {"error": "RateLimitExceeded", "message": "Rate Limit Exceeded"}
-        return Error(429, body, self._burst_headers)
+        if self._burst_style == "seconds":
+            headers: tuple[tuple[str, str], ...] = (("Retry-After", str(max(1, math.ceil(end - now)))),)
+        elif self._burst_style == "date":
+            headers = (("Retry-After", formatdate(math.ceil(end), usegmt=True)),)
+        else:
+            headers = (("RateLimit-Limit", "100"), ("RateLimit-Remaining", "0"),
+                       ("RateLimit-Reset", str(math.ceil(end))), ("RateLimit-Policy", "100;w=300"))
+        return Error(429, {"error": "RateLimitExceeded", "message": "Rate Limit Exceeded"}, headers)
+
+    def _kinds(self) -> tuple[tuple[str, float], ...]:
+        after = self.error5xx * self.after_forward_share
+        return (("lose", self.lose), ("5xx", self.error5xx - after), ("5xx_after", after), ("reset", self.reset),
+                ("delay", self.delay), ("429", self.burst429))
+
+    def _draw(self) -> str:
+        if self.deck is None:  # independent draws
+            r = self._rng.random()
+            for kind, p in self._kinds():
+                if r < p:
+                    return kind
+                r -= p
+            return "forward"
+        if not self._cards:  # a shuffled deck: exact proportions over every `deck` requests
+            cards = [kind for kind, p in self._kinds() for _ in range(max(1, round(p * self.deck)) if p else 0)]
+            self._cards = cards + ["forward"] * max(0, self.deck - len(cards))
+            self._rng.shuffle(self._cards)
+        return self._cards.pop()
 
     def pick(self) -> Action:
         """The concrete action for one request (and count it)."""
         with self._lock:
-            if self._burst_left > 0:
-                return self._error_429()
-            r = self._rng.random()
-            for kind, p in (("lose", self.lose), ("5xx", self.error5xx), ("reset", self.reset),
-                            ("delay", self.delay), ("429", self.burst429)):
-                if r < p:
-                    break
-                r -= p
-            else:
+            now = time.time()
+            if now < self._burst_until:
+                return self._error_429(now)
+            kind = self._draw()
+            if kind == "forward":
                 self.counts["forward"] += 1
                 return Forward()
             if kind == "lose":
                 self.counts["lose_response"] += 1
                 return LoseResponse(abort=self._rng.random() < 0.5)
-            if kind == "5xx":
+            if kind in ("5xx", "5xx_after"):
                 status = self._rng.choice(self._STATUSES_5XX)
                 body = {"error": "InternalServerError", "message": f"fault proxy: injected {status}"}
-                if self._rng.random() < self.after_forward_share:
+                if kind == "5xx_after":
                     self.counts["error_5xx_after_forward"] += 1
                     return ErrorAfterForward(status, body)
                 self.counts["error_5xx"] += 1
@@ -238,9 +257,9 @@ class RandomFaults:
                 self.counts["delay"] += 1
                 return Delay(self._rng.uniform(*self.delay_range))
             self.counts["burst_429"] += 1
-            self._burst_left = self._rng.randint(*self.burst_size)
-            self._burst_headers = self._burst_429_headers()
-            return self._error_429()
+            self._burst_until = now + self._rng.uniform(*self.burst_length)
+            self._burst_style = self._rng.choice(("seconds", "date", "ratelimit"))
+            return self._error_429(now)
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:
@@ -287,14 +306,14 @@ def random_faults(
     burst429: float = 0.0,
     after_forward_share: float = 0.5,
     delay_range: tuple[float, float] = (0.2, 2.0),
-    burst_size: tuple[int, int] = (2, 6),
-    retry_after: tuple[float, float] = (1.0, 2.0),
+    burst_length: tuple[float, float] = (0.5, 2.0),
+    deck: int | None = None,
     seed: int | None = None,
 ) -> RandomFaults:
     """Chaos for every request the rule matches (use times=None); see RandomFaults."""
     return RandomFaults(lose=lose, error5xx=error5xx, reset=reset, delay=delay, burst429=burst429,
                         after_forward_share=after_forward_share, delay_range=delay_range,
-                        burst_size=burst_size, retry_after=retry_after, seed=seed)
+                        burst_length=burst_length, deck=deck, seed=seed)
 
 
 @dataclass

@@ -72,7 +72,12 @@ def parse_feed(content: bytes, *, base_url: str, content_type: str | None = None
     if not content or not content.strip():
         raise FeedParseError("the response is empty, not a feed")
     headers = {"content-location": base_url, "content-type": content_type or "application/xml"}
-    parsed = feedparser.parse(content, response_headers=headers)
+    try:
+        parsed = feedparser.parse(content, response_headers=headers)
+    except (ValueError, OverflowError, LookupError, UnicodeError) as exc:
+        # feedparser lets some broken documents escape as exceptions: bad character
+        # references (&#xD800;, &#x110000;), an unknown or mangled encoding, NUL bytes
+        raise FeedParseError(f"the feed cannot be decoded ({type(exc).__name__}: {str(exc)[:200]})") from None
     if not parsed.get("version"):
         raise FeedParseError(_not_a_feed(content, base_url, content_type))
     problem = _xml_problem(parsed)

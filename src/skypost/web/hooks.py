@@ -85,6 +85,10 @@ def remove_hook(db: Database, name: str, *, now: float) -> None:
 
 
 def load_hook(db: Database, cipher: Cipher, name: str) -> Hook | None:
+    from skypost.models import valid_id
+
+    if not valid_id(name):
+        return None  # a name no hook can have (NUL, control characters): PostgreSQL would refuse the query
     with db.connect() as conn:
         row = qw.hook_by_name(conn, name)
     if row is None:

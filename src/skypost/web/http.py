@@ -53,8 +53,8 @@ async def read_json(request: Request) -> Any:
         raise ValidationError({"body": "is empty: send a JSON document"})
     try:
         return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValidationError({"body": f"is not valid JSON ({exc})"}) from None
+    except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, 5000-digit numbers, deep nesting
+        raise ValidationError({"body": f"is not valid JSON ({type(exc).__name__}: {str(exc)[:200]})"}) from None
 
 
 def post_location(post_id: str) -> str:

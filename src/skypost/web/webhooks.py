@@ -36,8 +36,8 @@ def routes(skypost: Skypost, offload: Offload) -> list[BaseRoute]:
         try:
             try:
                 payload = json.loads(body)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise ValidationError({"body": f"is not valid JSON ({exc})"}) from None
+            except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, huge numbers, deep nesting
+                raise ValidationError({"body": f"is not valid JSON ({type(exc).__name__}: {str(exc)[:200]})"}) from None
             document = payloads.to_document(hook.kind, payload, accounts=hook.accounts)
             code, status = await offload(submit_document, skypost, document, source=f"hook:{hook.name}")
         except payloads.Ignored as exc:

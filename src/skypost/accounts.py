@@ -10,11 +10,11 @@ from typing import Any, Callable, Sequence
 
 from skypost.crypto import Cipher
 from skypost.models import (
-    REAUTH_PREFIX,
     Account,
     AccountError,
     AccountState,
     DeliveryStatus,
+    DeliveryFailure,
     ValidationError,
     check_http_url,
     normalize_handle,
@@ -22,7 +22,7 @@ from skypost.models import (
 from skypost.resilience import FailureKind, classify
 from skypost.store import queries as q
 from skypost.store.db import Database
-from skypost.syndicator import SYNDICATE_JOB, account_from_row
+from skypost.syndicator import account_from_row, requeue_post
 
 DEFAULT_SERVICE = "https://bsky.social"
 
@@ -137,26 +137,12 @@ def update_account(db: Database, cipher: Cipher, client_factory: Callable[..., A
 
 
 def _requeue_reauth_failures(conn: Any, account_id: int, handle: str, now: float) -> int:
-    failed = q.failed_deliveries_of_account(conn, account_id, error_like=REAUTH_PREFIX + "%")
-    for delivery in failed:
-        q.update_delivery(conn, delivery["id"], status=DeliveryStatus.PENDING.value, attempts=0,
-                          next_attempt_at=None, error=None, updated_at=now, completed_at=None)
-        requeue_post(conn, delivery["post_seq"], now)
-    return len(failed)
-
-
-def requeue_post(conn: Any, post_seq: int, now: float, *, reset_status: bool = True) -> None:
-    """Make the post's syndication job due now (a new one if it had finished)."""
-    job = q.job_for_post(conn, post_seq)
-    post = q.post_by_seq(conn, post_seq)
-    if reset_status and post is not None and post["status"] != "pending":
-        q.set_post_status(conn, post_seq, "pending", None, now)
-    if job is None:
-        q.insert_job(conn, kind=SYNDICATE_JOB, args={"post_seq": post_seq}, run_at=now, now=now, post_seq=post_seq)
-    elif job["status"] == "doing":
-        return  # its worker re-reads the deliveries when it reschedules
-    else:
-        q.schedule_job_at(conn, job["id"], now, now)
+    waiting = q.deliveries_stopped(conn, account_id, status=DeliveryStatus.NEEDS_REAUTH.value,
+                                   kind=DeliveryFailure.AUTH.value)
+    for delivery in waiting:
+        q.reset_delivery(conn, delivery.id, now)
+        requeue_post(conn, delivery.post_seq, now)
+    return len(waiting)
 
 
 def remove_account(db: Database, *, handle: str, now: float) -> int:
@@ -168,9 +154,8 @@ def remove_account(db: Database, *, handle: str, now: float) -> int:
             raise ValidationError({"handle": f"no account @{handle}"})
         unfinished = q.unfinished_deliveries_of_account(conn, row["id"])
         for delivery in unfinished:
-            q.update_delivery(conn, delivery["id"], status=DeliveryStatus.FAILED.value,
-                              error=f"the account @{handle} was removed", next_attempt_at=None,
-                              updated_at=now, completed_at=now)
+            q.fail_delivery(conn, delivery["id"], kind=DeliveryFailure.REMOVED.value,
+                            error=f"the account @{handle} was removed", now=now)
             requeue_post(conn, delivery["post_seq"], now, reset_status=False)
         q.delete_account(conn, row["id"])
         q.add_event(conn, ts=now, kind="account_removed", account=handle,

@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from skypost import syndicator
+from skypost.clock import DatabaseClock
 from skypost.config import Settings, load_settings
 from skypost.models import Post, PostState, ValidationError, iso, normalize_handle, parse_post_document, valid_id
 from skypost.queue import JobQueue
@@ -29,6 +30,7 @@ if TYPE_CHECKING:  # the worker side is loaded on first use: submit stays fast
     from skypost.worker import Worker
 
 DEFAULT_SERVICE = "https://bsky.social"
+PRUNE_JOB = "prune"
 
 Clock = Callable[[], float]
 
@@ -57,7 +59,8 @@ class Skypost:
         self,
         settings: Settings | None = None,
         *,
-        clock: Clock = time.time,
+        clock: Clock | None = None,
+        host_clock: Clock = time.time,
         client_factory: Callable[..., Any] | None = None,
         composer: Callable[..., Any] | None = None,
         fetcher_factory: Callable[[], Any] | None = None,
@@ -65,8 +68,12 @@ class Skypost:
         auto_init: bool = True,
     ):
         self.settings = settings or load_settings()
-        self.clock = clock
         self.db = Database(self.settings.database_url)
+        # leases, cooldowns and resets are compared across hosts: by default "now" is the
+        # database's time (`host_clock` is this host's, for a test that skews it)
+        if clock is None:
+            clock = DatabaseClock(self.db.server_time, local=host_clock) if self.db.is_postgres else host_clock
+        self.clock = clock
         self.client_factory = client_factory or _default_client_factory
         self.composer = composer or _default_composer
         self._fetcher_factory = fetcher_factory
@@ -177,13 +184,17 @@ class Skypost:
         if not isinstance(post, Post):
             post = parse_post_document(post)
         now = self.clock()
+        inline = self.settings.queue == "inline" if sync is None else sync
         with self.db.transaction() as conn:
             state, created = syndicator.submit(conn, post, now=now, source=source, check_cutoff=check_cutoff)
-        if created and state.deliveries:
-            self.queue.notify()
-            if sync if sync is not None else self.settings.queue == "inline":
-                state = self._run_inline(post.id)
-        if created:
+            if created and state.deliveries:
+                # after the outermost commit: a submit inside a caller's transaction (a feed poll)
+                # must not wake workers for rows that may still be rolled back
+                conn.after_commit(self.queue.notify)
+            if created and not (inline and state.deliveries):
+                conn.after_commit(lambda: self._emit(state))
+        if created and state.deliveries and inline:
+            state = self._run_inline(post.id)
             self._emit(state)
         return state
 
@@ -266,20 +277,16 @@ class Skypost:
                 if handle and d["handle"] != handle:
                     continue
                 if d["status"] == "failed" and d["account_id"] is not None:
-                    q.update_delivery(conn, d["id"], status="pending", attempts=0, next_attempt_at=None,
-                                      error=None, updated_at=now, completed_at=None)
+                    q.reset_delivery(conn, d["id"], now)
                     touched += 1
-                elif d["status"] == "retrying":
-                    q.update_delivery(conn, d["id"], next_attempt_at=now, updated_at=now)
+                elif d["status"] in ("retrying", "circuit_open", "rate_limited"):
+                    q.make_delivery_due(conn, d["id"], now)
                     touched += 1
             if touched:
-                from skypost.accounts import requeue_post
-
-                requeue_post(conn, row["seq"], now)
+                syndicator.requeue_post(conn, row["seq"], now)
                 q.add_event(conn, ts=now, kind="retry", post_id=post_id,
                             message=f"retry requested for {touched} delivery(ies)")
-        if touched:
-            self.queue.notify()
+                conn.after_commit(self.queue.notify)
         return self.status(post_id)
 
     def pause(self) -> None:
@@ -347,20 +354,42 @@ class Skypost:
     # --- the worker -----------------------------------------------------------------------
 
     def make_worker(self, *, burst: bool = False, concurrency: int = 1) -> "Worker":
-        from skypost.worker import Worker
+        from skypost.worker import JobKind, Worker
 
-        def syndicate(job: Mapping[str, Any], owner: str, should_stop: Callable[[], bool]) -> None:
-            self.pipeline.process_syndication(job["id"], job["args"]["post_seq"], owner=owner,
-                                              should_stop=should_stop, claimed_run_at=job["run_at"])
+        pipeline = self.pipeline
 
-        def feed_poll(job: Mapping[str, Any], owner: str, should_stop: Callable[[], bool]) -> None:
+        def syndicate(job: Any, owner: str, should_stop: Callable[[], bool], loaded: Any) -> None:
+            pipeline.process_syndication(job.id, job.args["post_seq"], owner=owner, should_stop=should_stop,
+                                         claimed_run_at=job.run_at, loaded=loaded)
+
+        def load_post(conn: Any, job: Any) -> Any:
+            return pipeline.load(conn, job.args["post_seq"])
+
+        def feed_poll(job: Any, owner: str, should_stop: Callable[[], bool], loaded: Any) -> None:
             from skypost.sources.feeds import run_poll_job
 
             run_poll_job(self, job, owner, should_stop)
 
-        handlers = {syndicator.SYNDICATE_JOB: syndicate, "feed_poll": feed_poll}
+        handlers = {
+            syndicator.SYNDICATE_JOB: JobKind(syndicate, load_post),
+            "feed_poll": JobKind(feed_poll),
+            PRUNE_JOB: JobKind(self._prune),
+        }
+        if not burst:
+            self.queue.schedule_recurring(PRUNE_JOB, run_at=self.clock())
         return Worker(db=self.db, queue=self.queue, handlers=handlers, concurrency=concurrency, burst=burst,
                       poll_interval=self.settings.poll_interval)
+
+    def _prune(self, job: Any, owner: str, should_stop: Callable[[], bool], loaded: Any) -> None:
+        """Delete finished jobs and old events, then come back after `prune_interval`."""
+        now = self.clock()
+        with self.db.transaction() as conn:
+            if self.settings.retention_days > 0:
+                jobs, events = q.prune(conn, before=now - self.settings.retention_days * 86400)
+                if jobs or events:
+                    q.add_event(conn, ts=now, kind="pruned", message=f"deleted {jobs} finished job(s) and "
+                                f"{events} event(s) older than {self.settings.retention_days:g} days")
+            q.reschedule_job(conn, job.id, owner=owner, run_at=now + self.settings.prune_interval, now=now)
 
     def run_worker(self, *, burst: bool = False, concurrency: int = 1) -> int:
         """Run a worker in this thread: until nothing is due (burst) or until stopped."""

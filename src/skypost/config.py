@@ -44,6 +44,10 @@ class Settings:
     http_timeout: float = 30.0
     # the shortest interval between two polls of a feed
     feed_min_interval: float = 60.0
+    # finished jobs and activity-log events older than this many days are deleted (0: keep all)
+    retention_days: float = 30.0
+    # how often a worker prunes them
+    prune_interval: float = 3600.0
 
     def key_file(self) -> Path:
         """Where the Fernet key lives when it is not given in SKYPOST_SECRET_KEY."""
@@ -72,7 +76,7 @@ def sqlite_path(url: str) -> Path | None:
 _FLOAT_LIST = ("retry_delays",)
 _INTS = ("circuit_threshold", "rate_limit_reserve")
 _FLOATS = ("circuit_cooldown", "job_lease", "poll_interval", "worker_stale_after", "http_timeout",
-           "feed_min_interval")
+           "feed_min_interval", "retention_days", "prune_interval")
 _BOOLS = ("allow_private_urls",)
 _STRINGS = ("database_url", "secret_key", "secret_key_file", "queue", "egress_id")
 

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 
 class PostStatus(str, enum.Enum):
+    NEEDS_REAUTH = "needs_reauth"
     PENDING = "pending"
     RETRYING = "retrying"
     RATE_LIMITED = "rate_limited"
@@ -31,6 +32,8 @@ class DeliveryStatus(str, enum.Enum):
     RETRYING = "retrying"
     RATE_LIMITED = "rate_limited"
     CIRCUIT_OPEN = "circuit_open"
+    # waits for a person to re-enter the app password; goes on by itself after that
+    NEEDS_REAUTH = "needs_reauth"
     COMPLETED = "completed"
     FAILED = "failed"
 
@@ -38,8 +41,24 @@ class DeliveryStatus(str, enum.Enum):
     def finished(self) -> bool:
         return self in (DeliveryStatus.COMPLETED, DeliveryStatus.FAILED)
 
+    @property
+    def parked(self) -> bool:
+        """Unfinished, but no job works on it until something outside changes."""
+        return self is DeliveryStatus.NEEDS_REAUTH
+
 
 FINISHED_DELIVERY = (DeliveryStatus.COMPLETED.value, DeliveryStatus.FAILED.value)
+# finished, or waiting for a person: nothing for a worker to do
+IDLE_DELIVERY = FINISHED_DELIVERY + (DeliveryStatus.NEEDS_REAUTH.value,)
+
+
+class DeliveryFailure(str, enum.Enum):
+    """Why a delivery stopped: what recovery looks for (never the message text)."""
+
+    TRANSIENT_EXHAUSTED = "transient_exhausted"  # every retry failed: queued again when the service is back
+    AUTH = "auth"  # the app password was refused: queued again when it is re-entered
+    PERMANENT = "permanent"  # Bluesky refused the record, or a rule no longer allows it
+    REMOVED = "removed"  # the account was removed
 
 
 class AccountState(str, enum.Enum):
@@ -196,6 +215,7 @@ def overall_status(deliveries: list[Delivery], *, paused: bool) -> PostStatus:
         if paused:
             return PostStatus.PAUSED
         for candidate in (
+            DeliveryStatus.NEEDS_REAUTH,
             DeliveryStatus.CIRCUIT_OPEN,
             DeliveryStatus.RATE_LIMITED,
             DeliveryStatus.RETRYING,

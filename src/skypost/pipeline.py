@@ -1,27 +1,41 @@
 """process_syndication: one post's deliveries, one account after another.
 
-Each delivery goes through the gates (pause, order, breaker, rate limit), then
-one attempt: check whether an earlier attempt already created the record,
-compose, create with the delivery's own record key, and record the outcome —
-delivery, breaker, rate limits and activity in one transaction.
+For each delivery `decide` (pure: no clock, no database) reads the gates — pause,
+order, account, breaker, rate limits — and says what to do; `_apply` writes that
+in the same transaction, and for an attempt also re-checks the lease, takes the
+breaker's probe and spends the budgets atomically. The attempt itself runs with
+no transaction open: check whether an earlier attempt already created the record,
+compose, create with the delivery's own record key. Its outcome — delivery,
+breaker, budgets, activity and, after the last delivery, the job — is written in
+one transaction. Three commits per delivery: claim, gate, outcome.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import logging
 import random
 from datetime import datetime, timezone
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol, Sequence
 from urllib.parse import urlsplit
 
 from skypost import resilience as rz
 from skypost.config import Settings
 from skypost.crypto import Cipher
-from skypost.models import FINISHED_DELIVERY, DeliveryStatus, Post, PostStatus, parse_post_document, reauth_message
+from skypost.models import (
+    AccountState,
+    DeliveryStatus,
+    DeliveryFailure,
+    Post,
+    PostStatus,
+    parse_post_document,
+    reauth_message,
+)
 from skypost.store import queries as q
-from skypost.store.db import Database
-from skypost.syndicator import account_from_row, categories_allow, is_paused, post_state
+from skypost.store.db import Conn, Database
+from skypost.store.rows import AccountRow, BreakerRow, DeliveryRow, RateLimitRow
+from skypost.syndicator import account_from_row, categories_allow, is_paused, post_state, requeue_post
 
 log = logging.getLogger("skypost.pipeline")
 
@@ -44,7 +58,6 @@ ClientFactory = Callable[..., Client]
 Composer = Callable[..., Any]
 
 
-GAVE_UP = "gave up after"
 # points a createRecord costs against an account's write budget (BLUESKY.md)
 CREATE_COST = 3
 
@@ -103,6 +116,86 @@ class Attempt:
     warnings: list[str] = dataclasses.field(default_factory=list)
 
 
+class Action(enum.Enum):
+    ATTEMPT = "attempt"  # go (as the breaker's single probe when `probe`)
+    WAIT = "wait"  # not now: look again at `until`, no attempt used
+    PARK = "park"  # stop until a person acts (a new app password)
+    GIVE_UP = "give_up"  # finished: failed, with the reason
+    STOP = "stop"  # paused: leave the rest of the post for later
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str = ""
+    status: DeliveryStatus | None = None  # WAIT: the status shown meanwhile (None: unchanged)
+    until: float | None = None
+    failure_kind: DeliveryFailure | None = None
+    probe: bool = False
+    # WAIT: the cause holds every delivery of the account / of every account on its service
+    hold: str | None = None  # None, "account" or "service"
+
+
+@dataclasses.dataclass(frozen=True)
+class Budgets:
+    """The rate-limit rows that gate an attempt, and what each keeps in reserve."""
+
+    account_key: str
+    host_key: str
+    rows: Sequence[RateLimitRow]
+    reserve: int
+    account_reserve: int
+
+
+def decide(delivery: DeliveryRow, account: AccountRow | None, *, categories_ok: bool,
+           blocker: DeliveryRow | None, breaker: BreakerRow | None, budgets: Budgets,
+           paused: bool, now: float, lease: float) -> Decision:
+    """What to do with one due delivery now. Pure: every input is given."""
+    if paused:
+        return Decision(Action.STOP, "syndication is paused")
+    if account is None:
+        return Decision(Action.GIVE_UP, f"the account @{delivery.handle} was removed",
+                        failure_kind=DeliveryFailure.REMOVED)
+    if blocker is not None:
+        # an earlier post to this account goes first; finishing it wakes this job,
+        # the lease is only a safety net
+        wait = blocker.next_attempt_at
+        return Decision(Action.WAIT, f"waits for post #{blocker.post_seq} to @{account.handle}",
+                        until=wait if wait is not None and wait > now else now + lease)
+    if account.state == AccountState.NEEDS_REAUTH.value:
+        return Decision(Action.PARK, reauth_message(account.handle), failure_kind=DeliveryFailure.AUTH)
+    if not categories_ok:
+        return Decision(Action.GIVE_UP, f"the category rules of @{account.handle} no longer allow this post",
+                        failure_kind=DeliveryFailure.PERMANENT)
+    gate = rz.breaker_gate(breaker, now)
+    if not gate.allow:
+        half_open = breaker is not None and breaker.state == "half_open"
+        reason = (f"circuit half-open for @{account.handle}: a probe is running" if half_open
+                  else f"circuit open for @{account.handle}")
+        return Decision(Action.WAIT, reason, DeliveryStatus.CIRCUIT_OPEN, gate.wait_until or now,
+                        hold="account")
+    account_rows = [r for r in budgets.rows if r.key != budgets.host_key]
+    host_rows = [r for r in budgets.rows if r.key == budgets.host_key]
+    host_hold = rz.hold_until(host_rows, now, reserve=budgets.reserve)
+    account_hold = rz.hold_until(account_rows, now, reserve=budgets.reserve,
+                                 reserves={budgets.account_key: budgets.account_reserve})
+    if host_hold is not None or account_hold is not None:
+        until = max(t for t in (host_hold, account_hold) if t is not None)
+        scope = "service" if host_hold is not None and host_hold >= (account_hold or 0) else "account"
+        return Decision(Action.WAIT, f"rate limit of @{account.handle} spent", DeliveryStatus.RATE_LIMITED,
+                        until, hold=scope)
+    return Decision(Action.ATTEMPT, probe=gate.probe)
+
+
+@dataclasses.dataclass(frozen=True)
+class Credentials:
+    password: str
+    session: str | None
+
+
+JobFinisher = Callable[[Conn, float | None], None]
+
+
 class Pipeline:
     def __init__(
         self,
@@ -129,128 +222,199 @@ class Pipeline:
 
     # --- the job ---------------------------------------------------------------
 
+    @staticmethod
+    def load(conn: Conn, post_seq: int) -> tuple[Mapping[str, Any] | None, list[DeliveryRow]]:
+        """What a syndication job reads first (in the claim's transaction)."""
+        return q.post_by_seq(conn, post_seq), q.deliveries_of_post(conn, post_seq)
+
     def process_syndication(self, job_id: int, post_seq: int, *, owner: str,
                             should_stop: Callable[[], bool] = lambda: False,
-                            claimed_run_at: float | None = None) -> None:
+                            claimed_run_at: float | None = None,
+                            loaded: tuple[Mapping[str, Any] | None, list[DeliveryRow]] | None = None) -> None:
         """Run one pass over the post's deliveries. `claimed_run_at` is the job's run_at when it
         was claimed: a later one means another worker woke the job meanwhile."""
-        with self.db.transaction() as conn:
-            post_row = q.post_by_seq(conn, post_seq)
-            rows = q.deliveries_for_posts(conn, [post_seq])
+        if loaded is None:
+            with self.db.connect() as conn:
+                loaded = self.load(conn, post_seq)
+        post_row, rows = loaded
         if post_row is None:
             with self.db.transaction() as conn:
                 q.release_job(conn, job_id, owner=owner, status="done", run_at=None, now=self.clock())
             return
         post = parse_post_document(post_row["document"], allow_extra=True)
-        hints: dict[int, float] = {}
-        for row in rows:
-            if row["status"] in FINISHED_DELIVERY:
-                continue
-            if should_stop() or self._paused():
-                break
-            now = self.clock()
-            if row["next_attempt_at"] is not None and row["next_attempt_at"] > now:
-                continue
-            hint = self._process_delivery(post, row, job_id=job_id, owner=owner)
-            if hint is not None:
-                hints[row["id"]] = hint
-        self._finish_job(job_id, post_seq, owner=owner, hints=hints, claimed_run_at=claimed_run_at)
-
-    def _finish_job(self, job_id: int, post_seq: int, *, owner: str, hints: Mapping[int, float],
-                    claimed_run_at: float | None) -> None:
         now = self.clock()
-        with self.db.transaction() as conn:
-            post_row = q.post_by_seq(conn, post_seq)
-            assert post_row is not None
-            paused = is_paused(conn)
-            state = post_state(conn, post_row, paused=paused)
-            unfinished = [d for d in state.deliveries if not d.status.finished]
-            if unfinished:
-                times = []
-                for d in unfinished:
-                    at = d.next_attempt_at.timestamp() if d.next_attempt_at else now
-                    times.append(max(at, hints.get(d.id, at)))
-                q.reschedule_job(conn, job_id, owner=owner, run_at=max(min(times), now), now=now,
-                                 claimed_run_at=claimed_run_at)
-            else:
-                q.release_job(conn, job_id, owner=owner, status="done", run_at=None, now=now)
-            stored = state.status if state.status is not PostStatus.PAUSED else PostStatus.PENDING
-            if post_row["status"] != stored.value:
-                q.set_post_status(conn, post_seq, stored.value, post_row["reason"], now)
-                if stored in (PostStatus.COMPLETED, PostStatus.PARTIAL, PostStatus.FAILED):
-                    q.add_event(conn, ts=now, kind=f"post_{stored.value}", post_id=post_row["post_id"],
-                                level="info" if stored is PostStatus.COMPLETED else "warning",
-                                message=f"syndication {stored.value}" + (f": {state.reason}" if state.reason else ""))
+        due = [r for r in rows if not _idle(r) and (r.next_attempt_at is None or r.next_attempt_at <= now)]
+        hints: dict[int, float] = {}
+        finished = False
 
-    def _paused(self) -> bool:
-        with self.db.connect() as conn:
-            return is_paused(conn)
+        def finish(conn: Conn, hint: float | None, row: DeliveryRow) -> None:
+            nonlocal finished
+            if hint is not None:
+                hints[row.id] = hint
+            self._finish_job(conn, job_id, post_seq, owner=owner, hints=hints, claimed_run_at=claimed_run_at)
+            finished = True
+
+        for n, row in enumerate(due):
+            if should_stop():
+                break
+            last = n == len(due) - 1
+            outcome = self._process_delivery(
+                post, row, job_id=job_id, owner=owner,
+                finish=(lambda conn, hint, row=row: finish(conn, hint, row)) if last else None)
+            if outcome is _STOP:
+                break
+            if isinstance(outcome, float):
+                hints[row.id] = outcome
+        if not finished:
+            with self.db.transaction() as conn:
+                self._finish_job(conn, job_id, post_seq, owner=owner, hints=hints, claimed_run_at=claimed_run_at)
+
+    def _finish_job(self, conn: Conn, job_id: int, post_seq: int, *, owner: str, hints: Mapping[int, float],
+                    claimed_run_at: float | None) -> None:
+        """Reschedule the job for its next due delivery, or end it; store the post's status."""
+        now = self.clock()
+        post_row = q.post_by_seq(conn, post_seq)
+        assert post_row is not None
+        state = post_state(conn, post_row, paused=is_paused(conn))
+        waiting = [d for d in state.deliveries if not d.status.finished and not d.status.parked]
+        if waiting:
+            times = []
+            for d in waiting:
+                at = d.next_attempt_at.timestamp() if d.next_attempt_at else now
+                times.append(max(at, hints.get(d.id, at)))
+            q.reschedule_job(conn, job_id, owner=owner, run_at=max(min(times), now), now=now,
+                             claimed_run_at=claimed_run_at)
+        else:
+            q.release_job(conn, job_id, owner=owner, status="done", run_at=None, now=now)
+        stored = state.status if state.status is not PostStatus.PAUSED else PostStatus.PENDING
+        if post_row["status"] != stored.value:
+            q.set_post_status(conn, post_seq, stored.value, post_row["reason"], now)
+            if stored in (PostStatus.COMPLETED, PostStatus.PARTIAL, PostStatus.FAILED):
+                q.add_event(conn, ts=now, kind=f"post_{stored.value}", post_id=post_row["post_id"],
+                            level="info" if stored is PostStatus.COMPLETED else "warning",
+                            message=f"syndication {stored.value}" + (f": {state.reason}" if state.reason else ""))
 
     # --- one delivery -------------------------------------------------------------
 
-    def _process_delivery(self, post: Post, row: Mapping[str, Any], *, job_id: int, owner: str) -> float | None:
-        """Run the gates and, if they allow, one attempt. Returns when the job should look again."""
+    def _process_delivery(self, post: Post, row: DeliveryRow, *, job_id: int, owner: str,
+                          finish: Callable[[Conn, float | None], None] | None) -> object:
+        """Decide and apply; attempt when allowed. Returns when the job should look again
+        (a time), None, or _STOP. `finish` (for the job's last delivery) runs in the
+        transaction that ends the delivery's turn."""
         now = self.clock()
         with self.db.transaction() as conn:
-            account_row = q.account_by_id(conn, row["account_id"]) if row["account_id"] else None
-            if account_row is None:
-                self._finish(conn, row, post, DeliveryStatus.FAILED, now,
-                             error=f"the account @{row['handle']} was removed")
-                return None
-            blocker = q.earlier_unfinished_delivery(conn, row["account_id"], row["post_seq"])
-            if blocker is not None:
-                # rule 4: an earlier post to this account goes first; finishing it wakes this job,
-                # the lease is only a safety net
-                wait = blocker["next_attempt_at"]
-                return wait if wait is not None and wait > now else now + self.settings.job_lease
-            account = account_from_row(account_row)
-            if account.state.value == "needs_reauth":
-                self._finish(conn, row, post, DeliveryStatus.FAILED, now, error=reauth_message(account.handle))
-                return None
-            if not categories_allow(account, post.categories):
-                self._finish(conn, row, post, DeliveryStatus.FAILED, now,
-                             error=f"the category rules of @{account.handle} no longer allow this post")
-                return None
-
-            gate = rz.breaker_gate(q.breaker(conn, account.id), now)  # type: ignore[arg-type]
-            probe = False
-            if not gate.allow:
-                return self._wait(conn, row, post, DeliveryStatus.CIRCUIT_OPEN, gate.wait_until or now,
-                                  f"circuit open for @{account.handle}", now)
-            keys = account_keys(account.id, account.service, self.settings.egress_id)
-            key_list = [keys["account"], keys["host"]]
-            if not account_row["session_enc"]:
-                key_list.append(keys["login"])
-            limits = q.rate_limit_rows(conn, key_list)
-            hold = rz.hold_until(limits, now, reserve=self.settings.rate_limit_reserve,
-                                 reserves={keys["account"]: max(self.settings.rate_limit_reserve, CREATE_COST)})
-            if hold is not None:
-                return self._wait(conn, row, post, DeliveryStatus.RATE_LIMITED, hold,
-                                  f"rate limit of @{account.handle} spent", now)
-            if gate.probe:
-                probe = q.take_probe(conn, account.id, owner=owner, now=now, until=now + self.settings.job_lease)
-                if not probe:
-                    current = q.breaker(conn, account.id)
-                    until = (current or {}).get("probe_until") or now + self.settings.poll_interval
-                    return self._wait(conn, row, post, DeliveryStatus.CIRCUIT_OPEN, until,
-                                      f"circuit half-open for @{account.handle}: a probe is running", now)
-            if not q.holds_lease(conn, job_id, owner):
+            account = None
+            account_row = q.account_by_id(conn, row.account_id) if row.account_id is not None else None
+            if account_row is not None:
+                account = AccountRow.from_row(account_row)
+            keys = account_keys(account.id, account.service, self.settings.egress_id) if account else {}
+            budgets = self._budgets(conn, keys, account_row)
+            decision = decide(
+                row, account,
+                categories_ok=account_row is not None and categories_allow(account_from_row(account_row),
+                                                                           post.categories),
+                blocker=q.earlier_unfinished_delivery(conn, account.id, row.post_seq) if account else None,
+                breaker=q.breaker(conn, account.id) if account else None,
+                budgets=budgets, paused=is_paused(conn), now=now, lease=self.settings.job_lease,
+            )
+            if decision.action is Action.STOP:
+                if finish:
+                    finish(conn, None)
+                return _STOP
+            if decision.action is not Action.ATTEMPT or account is None:
+                hint = self._apply(conn, row, post, decision, account, now)
+                if finish:
+                    finish(conn, hint)
+                return hint
+            credentials = self._begin_attempt(conn, row, post, decision, account, budgets, job_id, owner, now)
+            if isinstance(credentials, Decision):  # lost a race for the probe or the budget
+                hint = self._apply(conn, row, post, credentials, account, now)
+                if finish:
+                    finish(conn, hint)
+                return hint
+            if credentials is None:
                 return None  # another worker took this job over: leave the delivery to it
-            tried_before = bool(row["tried"])
-            q.update_delivery(conn, row["id"], attempts=row["attempts"] + 1, tried=True, updated_at=now)
-            for key in (keys["account"], keys["host"]):
-                budget = next((r for r in limits if r["key"] == key), None)
-                spent = rz.spend(budget, 1, now)
-                if spent:
-                    q.save_rate_limit(conn, key, **spent)
-            password = self._cipher().decrypt(account_row["password_enc"])
-            session = self._cipher().decrypt(account_row["session_enc"]) if account_row["session_enc"] else None
+        attempt = self._attempt(post, row, account.id, account.handle, account.service, credentials.password,
+                                credentials.session, tried_before=row.tried)
+        return self._record(post, row, account, keys, attempt, probe=decision.probe, finish=finish)
 
-        attempt = self._attempt(post, row, account.id, account.handle, account.service, password, session,
-                                tried_before=tried_before)
-        return self._record(post, row, account.id, account.handle, keys, attempt, probe=probe)
+    def _budgets(self, conn: Conn, keys: Mapping[str, str], account_row: Mapping[str, Any] | None) -> Budgets:
+        if not keys:
+            return Budgets("", "", [], self.settings.rate_limit_reserve, self.settings.rate_limit_reserve)
+        key_list = [keys["account"], keys["host"]]
+        if account_row is not None and not account_row["session_enc"]:
+            key_list.append(keys["login"])
+        return Budgets(keys["account"], keys["host"], q.rate_limit_rows(conn, key_list),
+                       self.settings.rate_limit_reserve, max(self.settings.rate_limit_reserve, CREATE_COST))
 
-    def _attempt(self, post: Post, row: Mapping[str, Any], account_id: int, handle: str, service: str,
+    def _apply(self, conn: Conn, row: DeliveryRow, post: Post, decision: Decision, account: AccountRow | None,
+               now: float) -> float | None:
+        """Write a decision that is not an attempt. Returns when the job should look again."""
+        if decision.action is Action.GIVE_UP:
+            assert decision.failure_kind is not None
+            self._fail(conn, row, post, decision.failure_kind, decision.reason, now)
+            return None
+        if decision.action is Action.PARK:
+            assert decision.failure_kind is not None
+            if row.status != DeliveryStatus.NEEDS_REAUTH.value:
+                q.park_delivery(conn, row.id, status=DeliveryStatus.NEEDS_REAUTH.value,
+                                kind=decision.failure_kind.value, error=decision.reason, now=now)
+                q.add_event(conn, ts=now, kind="needs_reauth", level="error", post_id=post.id,
+                            account=row.handle, message=f"@{row.handle}: {decision.reason}")
+                if row.account_id is not None:
+                    q.wake_jobs_waiting_on_account(conn, row.account_id, row.post_seq, now)
+            return None
+        assert decision.action is Action.WAIT and decision.until is not None
+        until = decision.until
+        if decision.status is None:
+            return until  # waiting on an earlier post: nothing to show or store
+        if decision.hold is not None and account is not None:
+            # the cause holds every delivery of the account (or service): one statement moves
+            # them and their jobs, instead of each job being claimed only to wait again
+            q.hold_deliveries(conn, status=decision.status.value, until=until, now=now,
+                              account_id=account.id if decision.hold == "account" else None,
+                              service=account.service if decision.hold == "service" else None)
+        if row.status != decision.status.value or row.next_attempt_at != until:
+            q.schedule_delivery(conn, row.id, status=decision.status.value, next_attempt_at=until,
+                                error=row.error, now=now)
+        if row.status != decision.status.value:
+            when = datetime.fromtimestamp(until, timezone.utc).strftime("%H:%M:%S")
+            q.add_event(conn, ts=now, kind=decision.status.value, post_id=post.id, account=row.handle,
+                        message=f"{decision.reason}; waiting until {when} UTC (no attempt used)")
+        return until
+
+    def _begin_attempt(self, conn: Conn, row: DeliveryRow, post: Post, decision: Decision, account: AccountRow,
+                       budgets: Budgets, job_id: int, owner: str, now: float) -> Credentials | Decision | None:
+        """Claim what the attempt needs, atomically: the lease (still ours), the probe (only one),
+        the budgets (spent in SQL, shared by every worker). None: the lease was lost."""
+        if not q.holds_lease(conn, job_id, owner, now=now):
+            return None
+        if decision.probe and not q.take_probe(conn, account.id, owner=owner, now=now,
+                                               until=now + self.settings.job_lease):
+            current = q.breaker(conn, account.id)
+            until = (current.probe_until if current else None) or now + self.settings.poll_interval
+            return Decision(Action.WAIT, f"circuit half-open for @{account.handle}: a probe is running",
+                            DeliveryStatus.CIRCUIT_OPEN, until)
+        spent: list[str] = []
+        for key, reserve in ((budgets.account_key, budgets.account_reserve), (budgets.host_key, budgets.reserve)):
+            reset = q.spend_budget(conn, key, cost=1, reserve=reserve, now=now)
+            if reset is not None:  # another worker spent the last of it since we looked
+                for done in spent:
+                    q.refund_budget(conn, done, cost=1, now=now)
+                if decision.probe:
+                    breaker = q.breaker_for_update(conn, account.id, now)
+                    q.store_breaker(conn, rz.breaker_release_probe(breaker, now), now)
+                return Decision(Action.WAIT, f"rate limit of @{account.handle} spent", DeliveryStatus.RATE_LIMITED,
+                                reset, hold="service" if key == budgets.host_key else "account")
+            spent.append(key)
+        q.start_attempt(conn, row.id, now)
+        account_row = q.account_by_id(conn, account.id)
+        assert account_row is not None
+        cipher = self._cipher()
+        session = account_row["session_enc"]
+        return Credentials(cipher.decrypt(account_row["password_enc"]), cipher.decrypt(session) if session else None)
+
+    def _attempt(self, post: Post, row: DeliveryRow, account_id: int, handle: str, service: str,
                  password: str, session: str | None, *, tried_before: bool) -> Attempt:
         from skypost.bluesky.client import CallError, translate
 
@@ -270,7 +434,7 @@ class Pipeline:
         try:
             if tried_before:
                 method = "com.atproto.repo.getRecord"
-                existing = client.get_post(row["rkey"])
+                existing = client.get_post(row.rkey)
                 if existing is not None:
                     attempt.result, attempt.already_existed = existing, True
                     return attempt
@@ -281,12 +445,12 @@ class Pipeline:
             attempt.warnings.extend(composed.warnings)
             method = "com.atproto.repo.createRecord"
             try:
-                attempt.result = client.create_post(composed.record, row["rkey"])
+                attempt.result = client.create_post(composed.record, row.rkey)
             except CallError as exc:
                 # the same rkey again: an earlier attempt's create went through (BLUESKY.md)
                 if exc.status is not None and (exc.status == 409 or exc.status >= 500):
                     method = "com.atproto.repo.getRecord"
-                    existing = client.get_post(row["rkey"])
+                    existing = client.get_post(row.rkey)
                     if existing is not None:
                         attempt.result, attempt.already_existed = existing, True
                         return attempt
@@ -303,127 +467,158 @@ class Pipeline:
             client.close()
         return attempt
 
-    def _record(self, post: Post, row: Mapping[str, Any], account_id: int, handle: str,
-                keys: Mapping[str, str], attempt: Attempt, *, probe: bool) -> float | None:
+    def _record(self, post: Post, row: DeliveryRow, account: AccountRow, keys: Mapping[str, str],
+                attempt: Attempt, *, probe: bool, finish: Callable[[Conn, float | None], None] | None) -> float | None:
         now = self.clock()
         with self.db.transaction() as conn:
-            for method, status, headers in attempt.responses:
-                if status == 429:
-                    continue
-                observation = rz.parse_rate_headers(headers, now)
-                values = rz.limiter_after_response(observation, now)
-                if values:
-                    q.save_rate_limit(conn, key_for_method(method, keys, observation.policy), **values)
-            for warning in attempt.warnings:
-                q.add_event(conn, ts=now, kind="card_warning", level="warning", post_id=post.id,
-                            account=handle, message=warning)
-            breaker_row = q.breaker(conn, account_id)
-            failure = attempt.failure
-            if failure is None:
-                result = attempt.result
-                did = _did_of(result.uri) or row["did"]
-                from skypost.bluesky.client import post_url
+            hint = self._outcome(conn, post, row, account, keys, attempt, probe=probe, now=now)
+            if finish:
+                finish(conn, hint)
+        return hint
 
-                self._finish(conn, row, post, DeliveryStatus.COMPLETED, now, uri=result.uri, cid=result.cid,
-                             url=post_url(did, row["rkey"]),
-                             note="found the record of an earlier attempt" if attempt.already_existed else None)
-                if breaker_row is None or breaker_row["state"] != "closed" or breaker_row["failures"]:
-                    self._breaker_closed(conn, account_id, handle, breaker_row, now, post.id)
-                return None
-            if failure.kind is rz.FailureKind.RATE_LIMITED:
-                observation = rz.parse_rate_headers(attempt.failure_headers, now)
-                key = key_for_method(attempt.failed_method or "", keys, observation.policy if observation else None)
-                limit_row = next(iter(q.rate_limit_rows(conn, [key])), None)
-                values = rz.limiter_after_429(limit_row, attempt.failure_headers, now, self.rng)
-                q.save_rate_limit(conn, key, **values)
-                if probe:
-                    q.save_breaker(conn, account_id, **rz.breaker_release_probe(now))
-                # no attempt used
-                q.update_delivery(conn, row["id"], attempts=row["attempts"])
-                return self._wait(conn, row, post, DeliveryStatus.RATE_LIMITED, values["blocked_until"],
-                                  f"rate limited ({failure.message})", now)
-            if failure.kind is rz.FailureKind.AUTH:
-                if probe:
-                    q.save_breaker(conn, account_id, **rz.breaker_release_probe(now))
-                q.update_account(conn, account_id, state="needs_reauth", last_error=failure.message,
-                                 session_enc=None, updated_at=now)
-                q.add_event(conn, ts=now, kind="needs_reauth", level="error", account=handle,
-                            message=f"@{handle} refused the credentials ({failure.message}): {reauth_message(handle)}")
-                self._finish(conn, row, post, DeliveryStatus.FAILED, now, error=reauth_message(handle))
-                return None
-            if failure.kind is rz.FailureKind.PERMANENT:
-                # a real answer from a healthy server: it breaks a run of transient failures
-                if breaker_row is not None and (breaker_row["state"] != "closed" or breaker_row["failures"]):
-                    self._breaker_closed(conn, account_id, handle, breaker_row, now, post.id)
-                self._finish(conn, row, post, DeliveryStatus.FAILED, now, error=f"Bluesky refused the post: {failure.message}")
-                return None
-            # transient
-            values = rz.breaker_after_failure(breaker_row, now, threshold=self.settings.circuit_threshold,
-                                              cooldown=self.settings.circuit_cooldown, was_probe=probe)
-            q.save_breaker(conn, account_id, **values)
-            if values["state"] == "open" and (breaker_row is None or breaker_row["state"] == "closed" or probe):
-                q.add_event(conn, ts=now, kind="circuit_open", level="warning", account=handle, post_id=post.id,
-                            message=f"circuit opened for @{handle} for {self.settings.circuit_cooldown:g} s after "
-                                    f"{values['failures']} consecutive failures" + (" (the probe failed)" if probe else ""))
-            attempts = row["attempts"] + 1
-            delay = rz.retry_delay(attempts, self.settings.retry_delays)
-            if delay is None:
-                self._finish(conn, row, post, DeliveryStatus.FAILED, now,
-                             error=f"{GAVE_UP} {attempts} attempts: {failure.message}")
-                return None
-            q.update_delivery(conn, row["id"], status=DeliveryStatus.RETRYING.value, next_attempt_at=now + delay,
-                              error=failure.message, updated_at=now)
+    def _outcome(self, conn: Conn, post: Post, row: DeliveryRow, account: AccountRow, keys: Mapping[str, str],
+                 attempt: Attempt, *, probe: bool, now: float) -> float | None:
+        handle = account.handle
+        for method, status, headers in attempt.responses:
+            if status == 429:
+                continue
+            observation = rz.parse_rate_headers(headers, now)
+            if observation is not None and observation.remaining is not None:
+                q.observe_budget(conn, key_for_method(method, keys, observation.policy), limit=observation.limit,
+                                 remaining=observation.remaining, reset_at=observation.reset_at,
+                                 policy=observation.policy, now=now)
+        for warning in attempt.warnings:
+            q.add_event(conn, ts=now, kind="card_warning", level="warning", post_id=post.id,
+                        account=handle, message=warning)
+        failure = attempt.failure
+        if failure is None:
+            result = attempt.result
+            did = _did_of(result.uri) or row.did
+            from skypost.bluesky.client import post_url
+
+            url = post_url(did, row.rkey)
+            q.complete_delivery(conn, row.id, uri=result.uri, cid=result.cid, url=url, now=now)
+            note = " (found the record of an earlier attempt)" if attempt.already_existed else ""
+            q.add_event(conn, ts=now, kind="published", post_id=post.id, account=row.handle,
+                        message=f"published to @{row.handle}: {url}{note}",
+                        data={"uri": result.uri, "cid": result.cid, "url": url})
+            self._wake_next(conn, row, now)
+            self._healthy_answer(conn, account, post.id, now)
+            return None
+        if failure.kind is rz.FailureKind.RATE_LIMITED:
+            observation = rz.parse_rate_headers(attempt.failure_headers, now)
+            key = key_for_method(attempt.failed_method or "", keys, observation.policy if observation else None)
+            limit_row = q.rate_limit_for_update(conn, key, now)
+            blocked_until, consecutive = rz.blocked_after_429(limit_row, attempt.failure_headers, now, self.rng)
+            q.store_block(conn, key, blocked_until=blocked_until, consecutive_429=consecutive, now=now)
+            if observation is not None and observation.remaining is not None:
+                q.observe_budget(conn, key, limit=observation.limit, remaining=observation.remaining,
+                                 reset_at=observation.reset_at, policy=observation.policy, now=now)
+            if probe:
+                breaker = q.breaker_for_update(conn, account.id, now)
+                q.store_breaker(conn, rz.breaker_release_probe(breaker, now), now)
+            q.unspend_attempt(conn, row.id, now)  # a 429 uses no attempt
+            decision = Decision(Action.WAIT, f"rate limited ({failure.message})", DeliveryStatus.RATE_LIMITED,
+                                blocked_until, hold="service" if key == keys["host"] else "account")
+            return self._apply(conn, row, post, decision, account, now)
+        if failure.kind is rz.FailureKind.AUTH:
+            if probe:
+                breaker = q.breaker_for_update(conn, account.id, now)
+                q.store_breaker(conn, rz.breaker_release_probe(breaker, now), now)
+            q.mark_needs_reauth(conn, account.id, error=failure.message, now=now)
+            q.add_event(conn, ts=now, kind="needs_reauth", level="error", account=handle,
+                        message=f"@{handle} refused the credentials ({failure.message}): {reauth_message(handle)}")
+            return self._apply(conn, row, post, Decision(Action.PARK, reauth_message(handle),
+                                                         failure_kind=DeliveryFailure.AUTH), account, now)
+        if failure.kind is rz.FailureKind.PERMANENT:
+            # a real answer from a healthy server: it breaks a run of transient failures
+            self._healthy_answer(conn, account, post.id, now)
+            self._fail(conn, row, post, DeliveryFailure.PERMANENT, f"Bluesky refused the post: {failure.message}", now)
+            return None
+        # transient: counted against the breaker in one row-locked read-modify-write
+        before = q.breaker_for_update(conn, account.id, now)
+        after = rz.breaker_after_failure(before, now, threshold=self.settings.circuit_threshold,
+                                         cooldown=self.settings.circuit_cooldown, was_probe=probe)
+        q.store_breaker(conn, after, now)
+        opened = after.state == "open" and (before.state == "closed" or probe)
+        if opened:
+            q.add_event(conn, ts=now, kind="circuit_open", level="warning", account=handle, post_id=post.id,
+                        message=f"circuit opened for @{handle} for {self.settings.circuit_cooldown:g} s after "
+                                f"{after.failures} consecutive failures" + (" (the probe failed)" if probe else ""))
+        attempts = row.attempts + 1
+        delay = rz.retry_delay(attempts, self.settings.retry_delays)
+        if delay is None:
+            self._fail(conn, row, post, DeliveryFailure.TRANSIENT_EXHAUSTED,
+                       f"gave up after {attempts} attempts: {failure.message}", now)
+            if after.state == "open" and after.open_until is not None:
+                self._hold_for_breaker(conn, account, after.open_until, now)
+            return None
+        if after.state == "open" and after.open_until is not None:
+            # every unfinished delivery of the account, this one included, waits for the cooldown
+            until = max(after.open_until, now + delay)
+            self._hold_for_breaker(conn, account, after.open_until, now)
+            q.schedule_delivery(conn, row.id, status=DeliveryStatus.CIRCUIT_OPEN.value, next_attempt_at=until,
+                                error=failure.message, now=now)
+            when = datetime.fromtimestamp(until, timezone.utc).strftime("%H:%M:%S")
             q.add_event(conn, ts=now, kind="retry_scheduled", level="warning", post_id=post.id, account=handle,
-                        message=f"attempt {attempts} failed ({failure.message}); retrying in {delay:g} s")
-            return now + delay
+                        message=f"attempt {attempts} failed ({failure.message}); the circuit is open: "
+                                f"next attempt at {when} UTC")
+            return until
+        q.schedule_delivery(conn, row.id, status=DeliveryStatus.RETRYING.value, next_attempt_at=now + delay,
+                            error=failure.message, now=now)
+        q.add_event(conn, ts=now, kind="retry_scheduled", level="warning", post_id=post.id, account=handle,
+                    message=f"attempt {attempts} failed ({failure.message}); retrying in {delay:g} s")
+        return now + delay
 
     # --- helpers -----------------------------------------------------------------
 
-    def _breaker_closed(self, conn: Any, account_id: int, handle: str, row: Any, now: float, post_id: str) -> None:
-        q.save_breaker(conn, account_id, **rz.breaker_after_success(now))
-        if row is None or row["state"] == "closed":
-            return
-        # The service is back. Deliveries that ran out of attempts during this outage were not
-        # wrong, only early: queue them again rather than leave them for a person to find.
-        since = (row["opened_at"] or now) - sum(self.settings.retry_delays) - self.settings.job_lease
-        from skypost.accounts import requeue_post
+    def _hold_for_breaker(self, conn: Conn, account: AccountRow, until: float, now: float) -> None:
+        q.hold_deliveries(conn, status=DeliveryStatus.CIRCUIT_OPEN.value, until=until, now=now,
+                          account_id=account.id)
 
+    def _healthy_answer(self, conn: Conn, account: AccountRow, post_id: str, now: float) -> None:
+        """The server answered for real: close the breaker if it counted anything."""
+        current = q.breaker(conn, account.id)
+        if current is None or (current.state == "closed" and not current.failures):
+            return  # the common case: no write, no lock on the row
+        before = q.breaker_for_update(conn, account.id, now)
+        q.store_breaker(conn, rz.breaker_after_success(account.id), now)
+        if before.state == "closed":
+            return
+        # The service is back. Deliveries held by the breaker go now; those that ran out of
+        # attempts during this outage were not wrong, only early: queue them again.
+        released = q.release_held(conn, account_id=account.id, status=DeliveryStatus.CIRCUIT_OPEN.value, now=now)
+        since = (before.opened_at or now) - sum(self.settings.retry_delays) - self.settings.job_lease
         requeued = 0
-        for delivery in q.failed_deliveries_of_account(conn, account_id, error_like=GAVE_UP + "%"):
-            if (delivery["completed_at"] or 0) >= since:
-                q.update_delivery(conn, delivery["id"], status=DeliveryStatus.PENDING.value, attempts=0,
-                                  next_attempt_at=None, error=None, updated_at=now, completed_at=None)
-                requeue_post(conn, delivery["post_seq"], now)
-                requeued += 1
-        message = f"circuit closed for @{handle}: the probe succeeded"
+        for delivery in q.deliveries_stopped(conn, account.id, status=DeliveryStatus.FAILED.value,
+                                             kind=DeliveryFailure.TRANSIENT_EXHAUSTED.value, since=since):
+            q.reset_delivery(conn, delivery.id, now)
+            requeue_post(conn, delivery.post_seq, now)
+            requeued += 1
+        message = f"circuit closed for @{account.handle}: the probe succeeded"
         if requeued:
             message += f"; {requeued} delivery(ies) that gave up during the outage queued again"
-        q.add_event(conn, ts=now, kind="circuit_closed", account=handle, post_id=post_id, message=message)
+        if released:
+            message += f"; {released} waiting delivery(ies) go now"
+        q.add_event(conn, ts=now, kind="circuit_closed", account=account.handle, post_id=post_id, message=message)
 
-    def _wait(self, conn: Any, row: Mapping[str, Any], post: Post, status: DeliveryStatus, until: float,
-              message: str, now: float) -> float:
-        if row["status"] != status.value or row["next_attempt_at"] != until:
-            q.update_delivery(conn, row["id"], status=status.value, next_attempt_at=until, updated_at=now)
-        if row["status"] != status.value:
-            when = datetime.fromtimestamp(until, timezone.utc).strftime("%H:%M:%S")
-            q.add_event(conn, ts=now, kind=status.value, post_id=post.id, account=row["handle"],
-                        message=f"{message}; waiting until {when} UTC (no attempt used)")
-        return until
+    def _wake_next(self, conn: Conn, row: DeliveryRow, now: float) -> None:
+        if row.account_id is not None:
+            q.wake_jobs_waiting_on_account(conn, row.account_id, row.post_seq, now)
 
-    def _finish(self, conn: Any, row: Mapping[str, Any], post: Post, status: DeliveryStatus, now: float, *,
-                error: str | None = None, uri: str | None = None, cid: str | None = None,
-                url: str | None = None, note: str | None = None) -> None:
-        q.update_delivery(conn, row["id"], status=status.value, error=error, uri=uri, cid=cid, url=url,
-                          next_attempt_at=None, updated_at=now, completed_at=now)
-        if row["account_id"] is not None:
-            q.wake_jobs_waiting_on_account(conn, row["account_id"], row["post_seq"], now)
-        if status is DeliveryStatus.COMPLETED:
-            q.add_event(conn, ts=now, kind="published", post_id=post.id, account=row["handle"],
-                        message=f"published to @{row['handle']}: {url}" + (f" ({note})" if note else ""),
-                        data={"uri": uri, "cid": cid, "url": url})
-        else:
-            q.add_event(conn, ts=now, kind="delivery_failed", level="error", post_id=post.id,
-                        account=row["handle"], message=f"@{row['handle']}: {error}")
+    def _fail(self, conn: Conn, row: DeliveryRow, post: Post, kind: DeliveryFailure, error: str, now: float) -> None:
+        q.fail_delivery(conn, row.id, kind=kind.value, error=error, now=now)
+        self._wake_next(conn, row, now)
+        q.add_event(conn, ts=now, kind="delivery_failed", level="error", post_id=post.id,
+                    account=row.handle, message=f"@{row.handle}: {error}")
+
+
+_STOP = object()
+
+
+def _idle(row: DeliveryRow) -> bool:
+    status = DeliveryStatus(row.status)
+    return status.finished or status.parked
 
 
 def _did_of(uri: str | None) -> str | None:

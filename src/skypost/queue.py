@@ -12,9 +12,12 @@ import time
 from typing import Any, Callable, Mapping, Sequence
 
 from skypost.store import queries as q
-from skypost.store.db import Database
+from skypost.store.db import Conn, Database
+from skypost.store.rows import JobRow
 
 Clock = Callable[[], float]
+# reads a job's handler wants, done in the claim's own transaction (one commit fewer)
+Loader = Callable[[Conn, JobRow], Any]
 
 
 class JobQueue:
@@ -31,8 +34,13 @@ class JobQueue:
         with self.db.transaction() as conn:
             job_id = q.insert_job(conn, kind=kind, args=args, run_at=run_at if run_at is not None else now,
                                   now=now, post_seq=post_seq)
-        self.notify()
+            conn.after_commit(self.notify)
         return job_id
+
+    def schedule_recurring(self, kind: str, *, run_at: float) -> bool:
+        """The one job of a recurring kind, unless it is waiting or running already."""
+        with self.db.transaction() as conn:
+            return q.insert_recurring_job(conn, kind=kind, run_at=run_at, now=self.clock())
 
     def notify(self) -> None:
         self.wakeup.set()
@@ -67,12 +75,19 @@ class JobQueue:
             except psycopg.Error:
                 stop.wait(1.0)  # the database went away: reconnect, polling covers the gap
 
-    def claim(self, owner: str, kinds: Sequence[str] | None = None) -> Mapping[str, Any] | None:
+    def claim(self, owner: str, kinds: Sequence[str] | None = None,
+              loaders: Mapping[str, Loader] | None = None) -> tuple[JobRow, Any] | None:
+        """The next due job and what its kind's loader read, in one transaction; None when
+        nothing is due or syndication is paused (pause holds everything)."""
         now = self.clock()
         with self.db.transaction() as conn:
             if q.get_setting(conn, "paused") == "1":
-                return None  # rule 11: pause holds everything
-            return q.claim_job(conn, owner=owner, now=now, lease=self.lease, kinds=kinds)
+                return None
+            job = q.claim_job(conn, owner=owner, now=now, lease=self.lease, kinds=kinds)
+            if job is None:
+                return None
+            loader = (loaders or {}).get(job.kind)
+            return job, loader(conn, job) if loader else None
 
     def heartbeat(self, owner: str, job_ids: Sequence[int]) -> int:
         now = self.clock()

@@ -8,7 +8,9 @@ import dataclasses
 import enum
 import random
 import re
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
+
+from skypost.store.rows import BreakerRow, RateLimitRow
 
 
 class FailureKind(str, enum.Enum):
@@ -74,41 +76,41 @@ class BreakerGate:
     wait_until: float | None = None
 
 
-def breaker_gate(state: Mapping[str, Any] | None, now: float) -> BreakerGate:
-    if not state or state["state"] == "closed":
+def breaker_gate(state: BreakerRow | None, now: float) -> BreakerGate:
+    if state is None or state.state == "closed":
         return BreakerGate(True)
-    if state["state"] == "open":
-        if state["open_until"] is not None and now < state["open_until"]:
-            return BreakerGate(False, wait_until=state["open_until"])
+    if state.state == "open":
+        if state.open_until is not None and now < state.open_until:
+            return BreakerGate(False, wait_until=state.open_until)
         return BreakerGate(True, probe=True)
     # half_open: someone holds the probe; wait for it unless it was abandoned
-    if state["probe_until"] is not None and now < state["probe_until"]:
-        return BreakerGate(False, wait_until=state["probe_until"])
+    if state.probe_until is not None and now < state.probe_until:
+        return BreakerGate(False, wait_until=state.probe_until)
     return BreakerGate(True, probe=True)
 
 
-def breaker_after_success(now: float) -> dict[str, Any]:
-    return {"state": "closed", "failures": 0, "opened_at": None, "open_until": None,
-            "probe_owner": None, "probe_until": None, "updated_at": now}
+def breaker_after_success(account_id: int) -> BreakerRow:
+    return BreakerRow.closed(account_id)
 
 
-def breaker_after_failure(state: Mapping[str, Any] | None, now: float, *, threshold: int,
-                          cooldown: float, was_probe: bool) -> dict[str, Any]:
+def breaker_after_failure(state: BreakerRow, now: float, *, threshold: int, cooldown: float,
+                          was_probe: bool) -> BreakerRow:
     """Count a transient failure; open (again) at the threshold or when a probe failed."""
-    failures = (state["failures"] if state else 0) + 1
-    values: dict[str, Any] = {"failures": failures, "probe_owner": None, "probe_until": None, "updated_at": now}
-    if was_probe or failures >= threshold or (state and state["state"] != "closed"):
+    failures = state.failures + 1
+    if was_probe or failures >= threshold or state.state != "closed":
         # opened_at marks the start of the outage: a reopening keeps it
-        still_out = state is not None and state["state"] != "closed" and state.get("opened_at") is not None
-        values.update(state="open", opened_at=state["opened_at"] if still_out else now, open_until=now + cooldown)
-    else:
-        values.update(state="closed", opened_at=None, open_until=None)
-    return values
+        still_out = state.state != "closed" and state.opened_at is not None
+        return dataclasses.replace(state, state="open", failures=failures,
+                                   opened_at=state.opened_at if still_out else now,
+                                   open_until=now + cooldown, probe_owner=None, probe_until=None)
+    return dataclasses.replace(state, state="closed", failures=failures, opened_at=None,
+                               open_until=None, probe_owner=None, probe_until=None)
 
 
-def breaker_release_probe(now: float) -> dict[str, Any]:
+def breaker_release_probe(state: BreakerRow, now: float) -> BreakerRow:
     """A probe that never reached the server (rate limited): the next caller may probe."""
-    return {"state": "open", "open_until": now, "probe_owner": None, "probe_until": None, "updated_at": now}
+    return dataclasses.replace(state, state="open", open_until=now, probe_owner=None,
+                               probe_until=None)
 
 
 # --- rate limiter ----------------------------------------------------------------
@@ -179,45 +181,27 @@ def fallback_429_delay(consecutive: int, rng: random.Random) -> float:
     return base * rng.uniform(0.8, 1.2)
 
 
-def limiter_after_response(obs: RateObservation | None, now: float) -> dict[str, Any] | None:
-    if obs is None:
-        return None
-    return {"limit": obs.limit, "remaining": obs.remaining, "reset_at": obs.reset_at,
-            "policy": obs.policy, "consecutive_429": 0, "updated_at": now}
-
-
-def limiter_after_429(row: Mapping[str, Any] | None, headers: Mapping[str, str], now: float,
-                      rng: random.Random) -> dict[str, Any]:
-    consecutive = (row["consecutive_429"] if row else 0) + 1
+def blocked_after_429(row: RateLimitRow | None, headers: Mapping[str, str], now: float,
+                      rng: random.Random) -> tuple[float, int]:
+    """(blocked until, consecutive 429s) after a 429: the server's word, else the fallback."""
+    consecutive = (row.consecutive_429 if row else 0) + 1
     wait = retry_after_seconds(headers, now)
     if wait is None:
         wait = fallback_429_delay(consecutive, rng)
-    obs = parse_rate_headers(headers, now)
-    values: dict[str, Any] = {"blocked_until": now + wait, "consecutive_429": consecutive, "updated_at": now}
-    if obs:
-        values.update(limit=obs.limit, remaining=obs.remaining, reset_at=obs.reset_at, policy=obs.policy)
-    return values
+    return now + wait, consecutive
 
 
-def hold_until(rows: Sequence[Mapping[str, Any]], now: float, *, reserve: int,
+def hold_until(rows: Sequence[RateLimitRow], now: float, *, reserve: int,
                reserves: Mapping[str, int] | None = None) -> float | None:
     """The time before which no request should go out, or None when all budgets allow one.
 
     `reserves` overrides `reserve` for some keys (a budget counted in points, say)."""
     waits: list[float] = []
     for row in rows:
-        keep = (reserves or {}).get(row.get("key", ""), reserve)
-        blocked = row.get("blocked_until")
-        if blocked is not None and blocked > now:
-            waits.append(blocked)
-        remaining, reset_at = row.get("remaining"), row.get("reset_at")
-        if remaining is not None and reset_at is not None and reset_at > now and remaining <= keep:
-            waits.append(reset_at)
+        keep = (reserves or {}).get(row.key, reserve)
+        if row.blocked_until is not None and row.blocked_until > now:
+            waits.append(row.blocked_until)
+        if (row.remaining is not None and row.reset_at is not None and row.reset_at > now
+                and row.remaining <= keep):
+            waits.append(row.reset_at)
     return max(waits) if waits else None
-
-
-def spend(row: Mapping[str, Any] | None, requests: int, now: float) -> dict[str, Any] | None:
-    """Count requests against a known budget before the server reports it (other workers see it)."""
-    if not row or row.get("remaining") is None or row.get("reset_at") is None or row["reset_at"] <= now:
-        return None
-    return {"remaining": max(0, row["remaining"] - requests), "updated_at": now}

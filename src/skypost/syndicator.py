@@ -147,7 +147,10 @@ def activation_cutoff(conn: Connection) -> float | None:
 
 def submit(conn: Connection, post: Post, *, now: float, post_types: Sequence[str] = ("post",),
            source: str = "api", check_cutoff: bool = True) -> tuple[PostState, bool]:
-    """Rules 1–3 in the caller's transaction. Returns (status, created)."""
+    """Record a post in the caller's transaction. Returns (status, created).
+
+    The insert settles a race: when two submits of one id meet (a CMS retrying its webhook),
+    one inserts and the other finds the post and returns its status."""
     existing = q.post_by_id(conn, post.id)
     if existing is not None:
         return post_state(conn, existing, paused=is_paused(conn)), False
@@ -156,31 +159,50 @@ def submit(conn: Connection, post: Post, *, now: float, post_types: Sequence[str
     selection = select_accounts(post, candidates)  # may raise: nothing written yet
     cutoff = activation_cutoff(conn) if check_cutoff else None
     reason = guard_reason(post, cutoff=cutoff, post_types=post_types) or selection.reason
-    document = post.to_document()
+    status = PostStatus.SKIPPED if reason else PostStatus.PENDING
+    seq = q.insert_post_if_absent(conn, post_id=post.id, document=post.to_document(), status=status.value,
+                                  reason=reason, source=source, now=now)
+    if seq is None:  # another transaction recorded this id since we looked
+        existing = q.post_by_id(conn, post.id)
+        assert existing is not None
+        return post_state(conn, existing, paused=is_paused(conn)), False
     if reason:
-        q.insert_post(conn, post_id=post.id, document=document, status=PostStatus.SKIPPED.value,
-                      reason=reason, source=source, created_at=now, updated_at=now)
         q.add_event(conn, ts=now, kind="skipped", post_id=post.id, message=f"not syndicated: {reason}")
-        row = q.post_by_id(conn, post.id)
-        assert row is not None
-        return post_state(conn, row, paused=False), True
-
-    seq = q.insert_post(conn, post_id=post.id, document=document, status=PostStatus.PENDING.value,
-                        reason=None, source=source, created_at=now, updated_at=now)
-    q.insert_deliveries(conn, [
-        {
-            "post_seq": seq, "account_id": account.id, "handle": account.handle, "did": account.did,
-            "position": position, "status": DeliveryStatus.PENDING.value, "attempts": 0, "tried": False,
-            "next_attempt_at": None, "rkey": new_tid(), "created_at": now, "updated_at": now,
-        }
-        for position, account in enumerate(selection.accounts)
-    ])
-    q.insert_job(conn, kind=SYNDICATE_JOB, args={"post_seq": seq}, run_at=now, now=now, post_seq=seq)
-    handles = ", ".join("@" + a.handle for a in selection.accounts)
-    q.add_event(conn, ts=now, kind="submitted", post_id=post.id, message=f"queued for {handles}")
+    else:
+        enqueue_deliveries(conn, seq, selection.accounts, now=now)
+        handles = ", ".join("@" + a.handle for a in selection.accounts)
+        q.add_event(conn, ts=now, kind="submitted", post_id=post.id, message=f"queued for {handles}")
     row = q.post_by_seq(conn, seq)
     assert row is not None
-    return post_state(conn, row, paused=is_paused(conn)), True
+    return post_state(conn, row, paused=is_paused(conn) and not reason), True
+
+
+def enqueue_deliveries(conn: Connection, post_seq: int, accounts: Sequence[Account], *, now: float) -> None:
+    """One delivery per account, each with its own record key, and the post's job."""
+    for position, account in enumerate(accounts):
+        assert account.id is not None
+        for _ in range(5):
+            # a TID names one record of the account: a clash with another delivery gets a new one
+            if q.insert_delivery(conn, post_seq=post_seq, account_id=account.id, handle=account.handle,
+                                 did=account.did, position=position, rkey=new_tid(), now=now) is not None:
+                break
+        else:
+            raise RuntimeError(f"no free record key for @{account.handle}")
+    q.insert_job(conn, kind=SYNDICATE_JOB, args={"post_seq": post_seq}, run_at=now, now=now, post_seq=post_seq)
+
+
+def requeue_post(conn: Connection, post_seq: int, now: float, *, reset_status: bool = True) -> None:
+    """Make the post's syndication job due now (a new one if it had finished)."""
+    job = q.job_for_post(conn, post_seq)
+    post = q.post_by_seq(conn, post_seq)
+    if reset_status and post is not None and post["status"] != "pending":
+        q.set_post_status(conn, post_seq, "pending", None, now)
+    if job is None:
+        q.insert_job(conn, kind=SYNDICATE_JOB, args={"post_seq": post_seq}, run_at=now, now=now, post_seq=post_seq)
+    elif job["status"] == "doing":
+        return  # its worker re-reads the deliveries when it reschedules
+    else:
+        q.schedule_job_at(conn, job["id"], now, now)
 
 
 def transient_skip(post: Post, reason: str) -> PostState:

@@ -11,15 +11,24 @@ import os
 import socket
 import threading
 import uuid
+import dataclasses
 from typing import Any, Callable, Mapping
 
-from skypost.queue import JobQueue
+from skypost.queue import JobQueue, Loader
 from skypost.store import queries as q
 from skypost.store.db import Database
+from skypost.store.rows import JobRow
 
 log = logging.getLogger("skypost.worker")
 
-Handler = Callable[[Mapping[str, Any], str, Callable[[], bool]], None]
+
+@dataclasses.dataclass(frozen=True)
+class JobKind:
+    """How a worker runs one kind of job: `run(job, owner, should_stop, loaded)`, where
+    `loaded` is what `load(conn, job)` read in the claim's transaction (None without one)."""
+
+    run: Callable[[JobRow, str, Callable[[], bool], Any], None]
+    load: Loader | None = None
 
 
 class Worker:
@@ -28,7 +37,7 @@ class Worker:
         *,
         db: Database,
         queue: JobQueue,
-        handlers: Mapping[str, Handler],
+        handlers: Mapping[str, JobKind],
         concurrency: int = 1,
         burst: bool = False,
         poll_interval: float = 1.0,
@@ -39,6 +48,7 @@ class Worker:
         self.db = db
         self.queue = queue
         self.handlers = dict(handlers)
+        self._loaders = {kind: h.load for kind, h in self.handlers.items() if h.load is not None}
         self.concurrency = concurrency
         self.burst = burst
         self.poll_interval = poll_interval
@@ -94,36 +104,36 @@ class Worker:
         owner = f"{self.id}/{n}"
         while not self._stop.is_set():
             try:
-                job = self.queue.claim(owner)
+                claimed = self.queue.claim(owner, loaders=self._loaders)
             except Exception:  # noqa: BLE001 - a database hiccup must not kill the worker
                 log.exception("claiming a job failed")
                 self._stop.wait(self.poll_interval)
                 continue
-            if job is None:
+            if claimed is None:
                 if self.burst:
                     return
                 self.queue.wait(self.poll_interval)
                 continue
-            self._run_job(job, owner)
+            self._run_job(*claimed, owner=owner)
 
-    def _run_job(self, job: Mapping[str, Any], owner: str) -> None:
+    def _run_job(self, job: JobRow, loaded: Any, *, owner: str) -> None:
         with self._lock:
-            self._in_hand[job["id"]] = owner
+            self._in_hand[job.id] = owner
         try:
-            handler = self.handlers.get(job["kind"])
+            handler = self.handlers.get(job.kind)
             if handler is None:
-                self.queue.fail(job["id"], owner, f"no handler for job kind {job['kind']!r}")
+                self.queue.fail(job.id, owner, f"no handler for job kind {job.kind!r}")
                 return
-            handler(job, owner, self._stop.is_set)
+            handler.run(job, owner, self._stop.is_set, loaded)
             with self._lock:
                 self.jobs_done += 1
         except Exception as exc:  # noqa: BLE001 - the job is retried after a pause, never lost
-            log.exception("job %s (%s) failed", job["id"], job["kind"])
-            self.queue.reschedule(job["id"], owner, self.queue.clock() + 30.0,
+            log.exception("job %s (%s) failed", job.id, job.kind)
+            self.queue.reschedule(job.id, owner, self.queue.clock() + 30.0,
                                   error=f"{type(exc).__name__}: {exc}")
         finally:
             with self._lock:
-                self._in_hand.pop(job["id"], None)
+                self._in_hand.pop(job.id, None)
 
     def _heartbeat_loop(self) -> None:
         interval = max(0.05, min(self.queue.lease / 3.0, 10.0))

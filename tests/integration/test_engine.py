@@ -295,13 +295,16 @@ def test_revoked_credentials_mark_needs_reauth_and_new_password_retries(db_url, 
     app.submit({"id": "1", "title": "One", "url": "https://blog.example.com/1"})
     app.run_worker(burst=True)
     d = app.status("1")["deliveries"][0]
-    assert d["status"] == "failed" and f"re-enter the app password for @{alice.handle}" in d["error"]
+    # waiting for a person, visibly: not failed, and no job keeps polling it
+    assert d["status"] == "needs_reauth" and f"re-enter the app password for @{alice.handle}" in d["error"]
+    assert app.status("1")["status"] == "needs_reauth"
     assert app.accounts()[0]["state"] == "needs_reauth"
+    assert app.health()["jobs"].get("todo", 0) == 0
     # another post for this account fails the same way, without a login attempt
     calls = proxy.calls()
     app.submit({"id": "2", "title": "Two", "url": "https://blog.example.com/2"})
     app.run_worker(burst=True)
-    assert app.status("2")["deliveries"][0]["status"] == "failed"
+    assert app.status("2")["deliveries"][0]["status"] == "needs_reauth"
     assert proxy.calls() == calls
     # new credentials: both are queued again and published
     updated = app.update_account(alice.handle, password=alice.app_password)

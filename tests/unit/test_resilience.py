@@ -1,10 +1,12 @@
 """The breaker, the limiter, the retry schedule and failure classification, with an injected clock."""
 
+import dataclasses
 import random
 
 import pytest
 
 from skypost import resilience as rz
+from skypost.store.rows import BreakerRow, RateLimitRow
 
 
 @pytest.mark.parametrize(
@@ -42,38 +44,44 @@ def test_retry_schedule_configurable():
     assert [rz.retry_delay(n, (1, 2)) for n in (1, 2, 3)] == [1, 2, None]
 
 
-def closed():
-    return {"state": "closed", "failures": 0, "open_until": None, "probe_until": None, "probe_owner": None}
+def closed() -> BreakerRow:
+    return BreakerRow.closed(1)
 
 
 def test_breaker_opens_after_threshold_and_waits_remaining_cooldown():
-    state = None
+    state = closed()
     now = 1000.0
     for n in range(1, 4):
-        state = {**closed(), **(state or {}), **rz.breaker_after_failure(state, now, threshold=3, cooldown=900, was_probe=False)}
-        assert state["state"] == ("open" if n == 3 else "closed")
+        state = rz.breaker_after_failure(state, now, threshold=3, cooldown=900, was_probe=False)
+        assert state.state == ("open" if n == 3 else "closed")
     gate = rz.breaker_gate(state, now + 100)
     assert not gate.allow and gate.wait_until == now + 900  # the remaining cooldown, not a new one
 
 
 def test_breaker_single_probe_then_close_or_reopen():
     now = 0.0
-    state = {**closed(), **rz.breaker_after_failure(None, now, threshold=1, cooldown=10, was_probe=False)}
-    assert state["state"] == "open"
+    state = rz.breaker_after_failure(closed(), now, threshold=1, cooldown=10, was_probe=False)
+    assert state.state == "open"
     gate = rz.breaker_gate(state, 10.0)
     assert gate.allow and gate.probe
-    half = {**state, "state": "half_open", "probe_until": 20.0}
+    half = dataclasses.replace(state, state="half_open", probe_until=20.0)
     assert not rz.breaker_gate(half, 11.0).allow  # someone else is probing
     assert rz.breaker_gate(half, 21.0).probe  # an abandoned probe can be taken over
-    failed = {**half, **rz.breaker_after_failure(half, 12.0, threshold=1, cooldown=10, was_probe=True)}
-    assert failed["state"] == "open" and failed["open_until"] == 22.0
-    assert rz.breaker_after_success(13.0)["state"] == "closed"
+    failed = rz.breaker_after_failure(half, 12.0, threshold=1, cooldown=10, was_probe=True)
+    assert failed.state == "open" and failed.open_until == 22.0
+    assert failed.opened_at == 0.0  # a reopening keeps the start of the outage
+    assert rz.breaker_after_success(1).state == "closed"
 
 
 def test_probe_failure_reopens_even_below_threshold():
-    half = {**closed(), "state": "half_open", "failures": 0, "probe_until": 5.0}
+    half = dataclasses.replace(closed(), state="half_open", probe_until=5.0)
     values = rz.breaker_after_failure(half, 1.0, threshold=3, cooldown=900, was_probe=True)
-    assert values["state"] == "open" and values["open_until"] == 901.0
+    assert values.state == "open" and values.open_until == 901.0
+
+
+def limit_row(key: str = "account:1", *, remaining: int | None = None, reset_at: float | None = None,
+              blocked_until: float | None = None, consecutive_429: int = 0) -> RateLimitRow:
+    return RateLimitRow(key, None, remaining, reset_at, None, blocked_until, consecutive_429)
 
 
 def test_rate_headers_absolute_reset_and_hold():
@@ -81,13 +89,13 @@ def test_rate_headers_absolute_reset_and_hold():
                "RateLimit-Policy": "30;w=300"}
     obs = rz.parse_rate_headers(headers, now=1_999_999_900.0)
     assert obs.remaining == 0 and obs.reset_at == 2_000_000_000.0 and obs.policy == "30;w=300"
-    row = rz.limiter_after_response(obs, 1_999_999_900.0)
+    row = limit_row(remaining=obs.remaining, reset_at=obs.reset_at)
     assert rz.hold_until([row], 1_999_999_900.0, reserve=1) == 2_000_000_000.0
     assert rz.hold_until([row], 2_000_000_001.0, reserve=1) is None
 
 
 def test_hold_allows_when_budget_left():
-    row = {"remaining": 50, "reset_at": 100.0, "blocked_until": None}
+    row = limit_row(remaining=50, reset_at=100.0)
     assert rz.hold_until([row], 10.0, reserve=1) is None
 
 
@@ -104,25 +112,18 @@ def test_429_without_headers_falls_back_with_jitter():
     waits = []
     row = None
     for _ in range(4):
-        values = rz.limiter_after_429(row, {}, 0.0, rng)
-        waits.append(values["blocked_until"])
-        row = values
+        blocked, consecutive = rz.blocked_after_429(row, {}, 0.0, rng)
+        waits.append(blocked)
+        row = limit_row(blocked_until=blocked, consecutive_429=consecutive)
     assert 48 <= waits[0] <= 72 and 96 <= waits[1] <= 144 and 240 <= waits[2] <= 360 and 240 <= waits[3] <= 360
 
 
 def test_429_with_retry_after_blocks_exactly():
-    values = rz.limiter_after_429(None, {"Retry-After": "7"}, 100.0, random.Random(0))
-    assert values["blocked_until"] == 107.0
-
-
-def test_spend_counts_down_a_known_budget():
-    row = {"remaining": 3, "reset_at": 50.0}
-    assert rz.spend(row, 1, 10.0) == {"remaining": 2, "updated_at": 10.0}
-    assert rz.spend(row, 1, 60.0) is None  # the window has reset
+    assert rz.blocked_after_429(None, {"Retry-After": "7"}, 100.0, random.Random(0)) == (107.0, 1)
 
 
 def test_hold_keeps_a_points_reserve_per_key():
-    row = {"key": "account:1", "remaining": 3, "reset_at": 100.0, "blocked_until": None}
+    row = limit_row(remaining=3, reset_at=100.0)
     assert rz.hold_until([row], 10.0, reserve=1) is None
     assert rz.hold_until([row], 10.0, reserve=1, reserves={"account:1": 3}) == 100.0
 

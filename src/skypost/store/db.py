@@ -13,13 +13,14 @@ import json
 import re
 import sqlite3
 import threading
+import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 from urllib.parse import unquote, urlsplit
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # the newest Alembic revision; a test keeps it equal to the migrations' head
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"
 
 # columns whose values are JSON documents / booleans, decoded the same way on both databases
 JSON_COLUMNS = frozenset({"document", "args", "include_categories", "exclude_categories", "data", "accounts"})
@@ -57,10 +58,16 @@ def encode_json(value: Any) -> str:
 class Conn:
     """One connection inside one transaction."""
 
-    def __init__(self, raw: Any, dialect: str):
+    def __init__(self, raw: Any, dialect: str, after_commit: list[Callable[[], None]] | None = None):
         self.raw = raw
         self.dialect = dialect
         self.rowcount = 0
+        self._after_commit = after_commit if after_commit is not None else []
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once the outermost transaction has committed (never on rollback):
+        wake-ups and listeners must not see data that may still be rolled back."""
+        self._after_commit.append(callback)
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         if self.dialect == "postgresql":
@@ -161,20 +168,23 @@ class Database:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Conn]:
+        """A write transaction. Used inside another on the same thread, it joins that one:
+        its after-commit callbacks then wait for the outermost commit."""
         raw = self._raw()
         if getattr(self._local, "depth", 0):
-            # nested use on the same thread joins the open transaction
             if getattr(self._local, "readonly", False):
                 raise RuntimeError("a write transaction inside a read-only connect() block")
-            yield Conn(raw, self.dialect)
+            yield Conn(raw, self.dialect, self._local.callbacks)
             return
         self._local.depth = 1
+        callbacks: list[Callable[[], None]] = []
+        self._local.callbacks = callbacks
         try:
             if self.dialect == "sqlite":
                 # take the write lock up front: no deadlock on a read-then-write upgrade
                 raw.execute("BEGIN IMMEDIATE")
                 try:
-                    yield Conn(raw, self.dialect)
+                    yield Conn(raw, self.dialect, callbacks)
                 except BaseException:
                     raw.execute("ROLLBACK")
                     raise
@@ -182,13 +192,19 @@ class Database:
             else:
                 try:
                     with raw.transaction():
-                        yield Conn(raw, self.dialect)
+                        yield Conn(raw, self.dialect, callbacks)
                 except Exception as exc:
                     if raw.closed or getattr(raw, "broken", False):
                         self._local.raw = None
                     raise exc
+        except BaseException:
+            callbacks.clear()
+            raise
         finally:
             self._local.depth = 0
+            self._local.callbacks = None
+        for callback in callbacks:
+            callback()
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[Conn]:
@@ -200,10 +216,11 @@ class Database:
             return
         self._local.depth = 1
         self._local.readonly = True
+        self._local.callbacks = []
         try:
             raw.execute("BEGIN")
             try:
-                yield Conn(raw, self.dialect)
+                yield Conn(raw, self.dialect, self._local.callbacks)
             finally:
                 raw.execute("ROLLBACK")
         finally:
@@ -215,6 +232,13 @@ class Database:
         if self.dialect != "sqlite":
             return None
         return self._raw().execute("PRAGMA data_version").fetchone()["data_version"]
+
+    def server_time(self) -> float:
+        """The database server's clock (UNIX seconds). SQLite lives on this host: its clock is ours."""
+        if self.dialect != "postgresql":
+            return time.time()
+        row = self._raw().execute("SELECT EXTRACT(EPOCH FROM clock_timestamp()) AS t").fetchone()
+        return float(row["t"])
 
     def release_thread(self) -> None:
         """Close this thread's connection: threads that end must not leave connections behind."""

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, Sequence
 
-from skypost.models import FINISHED_DELIVERY
+from skypost.models import FINISHED_DELIVERY, IDLE_DELIVERY
 
 from .db import JSON_COLUMNS, Conn, encode_json
+from .rows import BreakerRow, DeliveryRow, JobRow, RateLimitRow
 
 Row = dict[str, Any]
 
 _FINISHED = "('" + "','".join(FINISHED_DELIVERY) + "')"
+_IDLE = "('" + "','".join(IDLE_DELIVERY) + "')"
 
 
 def in_list(prefix: str, values: Iterable[Any], params: dict[str, Any]) -> str:
@@ -99,6 +101,12 @@ def update_account(conn: Conn, account_id: int, **values: Any) -> None:
     _update(conn, "accounts", "id", account_id, values)
 
 
+def mark_needs_reauth(conn: Conn, account_id: int, *, error: str, now: float) -> None:
+    """The app password was refused: no more logins with it, and the session is dropped."""
+    conn.execute("UPDATE accounts SET state = 'needs_reauth', last_error = :error, session_enc = NULL, "
+                 "updated_at = :now WHERE id = :id", {"id": account_id, "error": error, "now": now})
+
+
 def delete_account(conn: Conn, account_id: int) -> None:
     conn.execute("DELETE FROM accounts WHERE id = :id", {"id": account_id})
 
@@ -125,12 +133,9 @@ def post_by_seq(conn: Conn, seq: int) -> Row | None:
     return conn.one("SELECT * FROM posts WHERE seq = :seq", {"seq": seq})
 
 
-def insert_post(conn: Conn, **values: Any) -> int:
-    return _insert(conn, "posts", values, returning="seq")
-
-
 def set_post_status(conn: Conn, seq: int, status: str, reason: str | None, now: float) -> None:
-    _update(conn, "posts", "seq", seq, {"status": status, "reason": reason, "updated_at": now})
+    conn.execute("UPDATE posts SET status = :status, reason = :reason, updated_at = :now WHERE seq = :seq",
+                 {"seq": seq, "status": status, "reason": reason, "now": now})
 
 
 def list_posts(conn: Conn, *, status: str | Sequence[str] | None = None, limit: int = 50,
@@ -148,12 +153,28 @@ def count_posts_by_status(conn: Conn) -> dict[str, int]:
     return {r["status"]: r["n"] for r in conn.all("SELECT status, COUNT(*) AS n FROM posts GROUP BY status")}
 
 
-def insert_deliveries(conn: Conn, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        cols = list(rows[0])
-        conn.executemany(
-            f"INSERT INTO deliveries ({', '.join(cols)}) VALUES ({', '.join(':' + c for c in cols)})", rows
-        )
+def insert_post_if_absent(conn: Conn, *, post_id: str, document: Mapping[str, Any], status: str,
+                          reason: str | None, source: str, now: float) -> int | None:
+    """Insert a post; None when the id is known already (two submits racing: one wins)."""
+    return conn.scalar(
+        "INSERT INTO posts (post_id, document, status, reason, source, created_at, updated_at) "
+        "VALUES (:post_id, :document, :status, :reason, :source, :now, :now) "
+        "ON CONFLICT (post_id) DO NOTHING RETURNING seq",
+        {"post_id": post_id, "document": encode_json(document), "status": status, "reason": reason,
+         "source": source, "now": now},
+    )
+
+
+def insert_delivery(conn: Conn, *, post_seq: int, account_id: int, handle: str, did: str,
+                    position: int, rkey: str, now: float) -> int | None:
+    """A pending delivery; None when the account already has a record key `rkey` (a TID clash)."""
+    return conn.scalar(
+        "INSERT INTO deliveries (post_seq, account_id, handle, did, position, status, attempts, tried, "
+        "rkey, created_at, updated_at) VALUES (:post_seq, :account_id, :handle, :did, :position, "
+        "'pending', 0, :false, :rkey, :now, :now) ON CONFLICT (account_id, rkey) DO NOTHING RETURNING id",
+        {"post_seq": post_seq, "account_id": account_id, "handle": handle, "did": did,
+         "position": position, "rkey": rkey, "now": now, "false": False},
+    )
 
 
 def deliveries_for_posts(conn: Conn, seqs: Iterable[int]) -> list[Row]:
@@ -164,35 +185,139 @@ def deliveries_for_posts(conn: Conn, seqs: Iterable[int]) -> list[Row]:
     return conn.all(f"SELECT * FROM deliveries WHERE post_seq IN {placeholders} ORDER BY post_seq, position", params)
 
 
+def deliveries_of_post(conn: Conn, post_seq: int) -> list[DeliveryRow]:
+    return [DeliveryRow.from_row(r) for r in conn.all(
+        "SELECT * FROM deliveries WHERE post_seq = :s ORDER BY position", {"s": post_seq})]
+
+
 def delivery_by_id(conn: Conn, delivery_id: int) -> Row | None:
     return conn.one("SELECT * FROM deliveries WHERE id = :id", {"id": delivery_id})
 
 
-def update_delivery(conn: Conn, delivery_id: int, **values: Any) -> None:
-    _update(conn, "deliveries", "id", delivery_id, values)
+def start_attempt(conn: Conn, delivery_id: int, now: float) -> None:
+    """Count an attempt before it may reach the PDS: a later one checks for its record first."""
+    conn.execute("UPDATE deliveries SET attempts = attempts + 1, tried = :true, updated_at = :now "
+                 "WHERE id = :id", {"id": delivery_id, "now": now, "true": True})
 
 
-def earlier_unfinished_delivery(conn: Conn, account_id: int, post_seq: int) -> Row | None:
-    """The oldest unfinished delivery to the same account from an earlier post (rule 4)."""
-    return conn.one(
-        f"SELECT * FROM deliveries WHERE account_id = :a AND post_seq < :s AND status NOT IN {_FINISHED} "
+def unspend_attempt(conn: Conn, delivery_id: int, now: float) -> None:
+    """The attempt never reached a decision of the server (a 429): it does not count."""
+    conn.execute("UPDATE deliveries SET attempts = attempts - 1, updated_at = :now "
+                 "WHERE id = :id AND attempts > 0", {"id": delivery_id, "now": now})
+
+
+def complete_delivery(conn: Conn, delivery_id: int, *, uri: str, cid: str, url: str, now: float) -> None:
+    conn.execute(
+        "UPDATE deliveries SET status = 'completed', uri = :uri, cid = :cid, url = :url, error = NULL, "
+        "failure_kind = NULL, next_attempt_at = NULL, updated_at = :now, completed_at = :now "
+        "WHERE id = :id", {"id": delivery_id, "uri": uri, "cid": cid, "url": url, "now": now})
+
+
+def fail_delivery(conn: Conn, delivery_id: int, *, kind: str, error: str, now: float) -> None:
+    conn.execute(
+        "UPDATE deliveries SET status = 'failed', failure_kind = :kind, error = :error, "
+        "next_attempt_at = NULL, updated_at = :now, completed_at = :now WHERE id = :id",
+        {"id": delivery_id, "kind": kind, "error": error, "now": now})
+
+
+def park_delivery(conn: Conn, delivery_id: int, *, status: str, kind: str, error: str, now: float) -> None:
+    """Unfinished, but left alone until a person acts (a new app password)."""
+    conn.execute(
+        "UPDATE deliveries SET status = :status, failure_kind = :kind, error = :error, "
+        "next_attempt_at = NULL, updated_at = :now, completed_at = NULL WHERE id = :id",
+        {"id": delivery_id, "status": status, "kind": kind, "error": error, "now": now})
+
+
+def schedule_delivery(conn: Conn, delivery_id: int, *, status: str, next_attempt_at: float | None,
+                      error: str | None, now: float) -> None:
+    conn.execute(
+        "UPDATE deliveries SET status = :status, next_attempt_at = :at, error = :error, updated_at = :now "
+        "WHERE id = :id", {"id": delivery_id, "status": status, "at": next_attempt_at, "error": error,
+                           "now": now})
+
+
+def reset_delivery(conn: Conn, delivery_id: int, now: float) -> None:
+    """Queue a stopped delivery again from its first attempt (it keeps its record key)."""
+    conn.execute(
+        "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = NULL, error = NULL, "
+        "failure_kind = NULL, updated_at = :now, completed_at = NULL WHERE id = :id",
+        {"id": delivery_id, "now": now})
+
+
+def make_delivery_due(conn: Conn, delivery_id: int, now: float) -> None:
+    conn.execute("UPDATE deliveries SET next_attempt_at = :now, updated_at = :now WHERE id = :id",
+                 {"id": delivery_id, "now": now})
+
+
+def _accounts_filter(account_id: int | None, service: str | None, params: dict[str, Any]) -> str:
+    if account_id is not None:
+        params["a"] = account_id
+        return "account_id = :a"
+    params["service"] = service
+    return "account_id IN (SELECT id FROM accounts WHERE service = :service)"
+
+
+def hold_deliveries(conn: Conn, *, status: str, until: float, now: float, account_id: int | None = None,
+                    service: str | None = None) -> int:
+    """Every unfinished delivery of an account (or of every account on a service) waits until
+    `until` with `status`, and the jobs that have nothing else to do move there too: a hold costs
+    one statement, not a claim per queued post."""
+    params: dict[str, Any] = {"status": status, "until": until, "now": now}
+    accounts = _accounts_filter(account_id, service, params)
+    conn.execute(
+        f"UPDATE deliveries SET status = :status, next_attempt_at = :until, updated_at = :now "
+        f"WHERE {accounts} AND status NOT IN {_IDLE} "
+        "AND (next_attempt_at IS NULL OR next_attempt_at < :until OR status <> :status)", params)
+    held = conn.rowcount
+    conn.execute(
+        "UPDATE jobs SET run_at = :until, updated_at = :now WHERE kind = 'syndicate' AND status = 'todo' "
+        "AND run_at < :until AND post_seq IN (SELECT post_seq FROM deliveries "
+        f"WHERE {accounts} AND status NOT IN {_IDLE}) "
+        "AND NOT EXISTS (SELECT 1 FROM deliveries o WHERE o.post_seq = jobs.post_seq "
+        f"AND o.status NOT IN {_IDLE} AND (o.account_id IS NULL OR NOT (o.{accounts})))",
+        params,
+    )
+    return held
+
+
+def release_held(conn: Conn, *, account_id: int, status: str, now: float) -> int:
+    """The cause of a hold is gone (the breaker closed): the account's held deliveries and
+    their jobs are due now."""
+    conn.execute(
+        "UPDATE jobs SET run_at = :now, updated_at = :now WHERE kind = 'syndicate' AND status = 'todo' "
+        "AND run_at > :now AND post_seq IN (SELECT post_seq FROM deliveries WHERE account_id = :a "
+        "AND status = :status)", {"a": account_id, "status": status, "now": now})
+    if conn.rowcount:
+        notify_jobs(conn)
+    conn.execute("UPDATE deliveries SET status = 'pending', next_attempt_at = NULL, updated_at = :now "
+                 "WHERE account_id = :a AND status = :status", {"a": account_id, "status": status, "now": now})
+    return conn.rowcount
+
+
+def deliveries_stopped(conn: Conn, account_id: int, *, status: str, kind: str,
+                       since: float | None = None) -> list[DeliveryRow]:
+    """Deliveries of an account that stopped for `kind` (what recovery queues again)."""
+    params: dict[str, Any] = {"a": account_id, "status": status, "kind": kind}
+    sql = "SELECT * FROM deliveries WHERE account_id = :a AND status = :status AND failure_kind = :kind"
+    if since is not None:
+        sql += " AND completed_at >= :since"
+        params["since"] = since
+    return [DeliveryRow.from_row(r) for r in conn.all(sql + " ORDER BY post_seq", params)]
+
+
+def earlier_unfinished_delivery(conn: Conn, account_id: int, post_seq: int) -> DeliveryRow | None:
+    """The oldest delivery to the same account from an earlier post that a worker still has to do."""
+    row = conn.one(
+        f"SELECT * FROM deliveries WHERE account_id = :a AND post_seq < :s AND status NOT IN {_IDLE} "
         "ORDER BY post_seq LIMIT 1",
         {"a": account_id, "s": post_seq},
     )
+    return DeliveryRow.from_row(row) if row else None
 
 
 def unfinished_deliveries_of_account(conn: Conn, account_id: int) -> list[Row]:
     return conn.all(f"SELECT * FROM deliveries WHERE account_id = :a AND status NOT IN {_FINISHED}",
                     {"a": account_id})
-
-
-def failed_deliveries_of_account(conn: Conn, account_id: int, error_like: str | None = None) -> list[Row]:
-    sql = "SELECT * FROM deliveries WHERE account_id = :a AND status = 'failed'"
-    params: dict[str, Any] = {"a": account_id}
-    if error_like:
-        sql += " AND error LIKE :like"
-        params["like"] = error_like
-    return conn.all(sql, params)
 
 
 def count_deliveries_by_status(conn: Conn) -> dict[str, int]:
@@ -220,6 +345,16 @@ def insert_job(conn: Conn, *, kind: str, args: dict[str, Any], run_at: float, no
     return job_id
 
 
+def insert_recurring_job(conn: Conn, *, kind: str, run_at: float, now: float) -> bool:
+    """Schedule the one job of a recurring kind unless it waits or runs already (a unique
+    partial index settles two workers starting at once)."""
+    conn.execute(
+        "INSERT INTO jobs (kind, args, status, run_at, attempts, created_at, updated_at) "
+        "VALUES (:kind, '{}', 'todo', :run_at, 0, :now, :now) ON CONFLICT DO NOTHING",
+        {"kind": kind, "run_at": run_at, "now": now})
+    return conn.rowcount == 1
+
+
 def job_for_post(conn: Conn, post_seq: int, kind: str = "syndicate") -> Row | None:
     return conn.one("SELECT * FROM jobs WHERE post_seq = :s AND kind = :k ORDER BY id DESC LIMIT 1",
                     {"s": post_seq, "k": kind})
@@ -230,18 +365,19 @@ _DUE = "((status = 'todo' AND run_at <= :now) OR (status = 'doing' AND lease_exp
 
 
 def claim_job(conn: Conn, *, owner: str, now: float, lease: float,
-              kinds: Sequence[str] | None = None) -> Row | None:
+              kinds: Sequence[str] | None = None) -> JobRow | None:
     """Atomically take the next due job (SKIP LOCKED on PostgreSQL, the write lock on SQLite)."""
     params: dict[str, Any] = {"now": now, "owner": owner, "until": now + lease}
     kind_filter = f" AND kind IN {in_list('k', kinds, params)}" if kinds else ""
     lock = " FOR UPDATE SKIP LOCKED" if conn.is_postgres else ""
-    return conn.one(
+    row = conn.one(
         "UPDATE jobs SET status = 'doing', lease_owner = :owner, lease_expires_at = :until, "
         "attempts = attempts + 1, updated_at = :now "
         f"WHERE id = (SELECT id FROM jobs WHERE {_DUE}{kind_filter} ORDER BY run_at, id LIMIT 1{lock}) "
         "RETURNING *",
         params,
     )
+    return JobRow.from_row(row) if row else None
 
 
 def claim_job_by_id(conn: Conn, job_id: int, *, owner: str, now: float, lease: float) -> bool:
@@ -266,25 +402,23 @@ def extend_leases(conn: Conn, *, owner: str, job_ids: Sequence[int], until: floa
     return conn.rowcount
 
 
-def holds_lease(conn: Conn, job_id: int, owner: str) -> bool:
+def holds_lease(conn: Conn, job_id: int, owner: str, *, now: float) -> bool:
+    """Whether `owner` still holds the job, its lease unexpired. On PostgreSQL the row stays
+    locked to the end of the transaction, so nobody can take the job over meanwhile."""
+    lock = " FOR UPDATE" if conn.is_postgres else ""
     return conn.scalar(
-        "SELECT id FROM jobs WHERE id = :id AND lease_owner = :owner AND status = 'doing'",
-        {"id": job_id, "owner": owner},
+        "SELECT id FROM jobs WHERE id = :id AND lease_owner = :owner AND status = 'doing' "
+        f"AND lease_expires_at >= :now{lock}",
+        {"id": job_id, "owner": owner, "now": now},
     ) is not None
 
 
 def release_job(conn: Conn, job_id: int, *, owner: str | None, status: str, run_at: float | None,
                 now: float, error: str | None = None) -> bool:
     """Finish (done/failed) or reschedule (todo at run_at) a job; False when the lease was lost."""
-    values: dict[str, Any] = {"status": status, "lease_owner": None, "lease_expires_at": None, "updated_at": now}
-    if run_at is not None:
-        values["run_at"] = run_at
-    if error is not None:
-        values["last_error"] = error
-    sets = ", ".join(f"{c} = :v_{c}" for c in values)
-    params = {f"v_{c}": v for c, v in values.items()}
-    params["id"] = job_id
-    sql = f"UPDATE jobs SET {sets} WHERE id = :id"
+    sql = ("UPDATE jobs SET status = :status, lease_owner = NULL, lease_expires_at = NULL, updated_at = :now, "
+           "run_at = COALESCE(:run_at, run_at), last_error = COALESCE(:error, last_error) WHERE id = :id")
+    params: dict[str, Any] = {"status": status, "now": now, "run_at": run_at, "error": error, "id": job_id}
     if owner is not None:
         sql += " AND lease_owner = :owner AND status = 'doing'"
         params["owner"] = owner
@@ -316,7 +450,8 @@ def schedule_job_at(conn: Conn, job_id: int, run_at: float, now: float) -> None:
 
 
 def wake_jobs_waiting_on_account(conn: Conn, account_id: int, after_seq: int, now: float) -> None:
-    """Make due the job of the next post that waits for this account (rule 4 ordering).
+    """Make due the job of the next post that waits for this account (posts to one account go
+    out in submit order).
 
     Only the next one: it wakes its own follower when done, so a long queue behind one
     account costs a claim per post, not one per post ahead of it. A job that is running
@@ -325,11 +460,20 @@ def wake_jobs_waiting_on_account(conn: Conn, account_id: int, after_seq: int, no
         "UPDATE jobs SET run_at = :now, updated_at = :now "
         "WHERE kind = 'syndicate' AND ((status = 'todo' AND run_at > :now) OR status = 'doing') "
         "AND post_seq = (SELECT MIN(post_seq) FROM deliveries "
-        f"WHERE account_id = :a AND post_seq > :s AND status NOT IN {_FINISHED})",
+        f"WHERE account_id = :a AND post_seq > :s AND status NOT IN {_IDLE})",
         {"now": now, "a": account_id, "s": after_seq},
     )
     if conn.rowcount:
         notify_jobs(conn)
+
+
+def prune(conn: Conn, *, before: float) -> tuple[int, int]:
+    """Delete finished jobs and activity-log events older than `before`; (jobs, events) deleted."""
+    conn.execute("DELETE FROM jobs WHERE status IN ('done', 'failed') AND updated_at < :before",
+                 {"before": before})
+    jobs = conn.rowcount
+    conn.execute("DELETE FROM events WHERE ts < :before", {"before": before})
+    return jobs, conn.rowcount
 
 
 def next_due_at(conn: Conn) -> float | None:
@@ -351,8 +495,31 @@ def oldest_due_run_at(conn: Conn, now: float) -> float | None:
 
 # --- circuit breakers -------------------------------------------------------------
 
-def breaker(conn: Conn, account_id: int) -> Row | None:
-    return conn.one("SELECT * FROM breakers WHERE account_id = :a", {"a": account_id})
+def breaker(conn: Conn, account_id: int) -> BreakerRow | None:
+    row = conn.one("SELECT * FROM breakers WHERE account_id = :a", {"a": account_id})
+    return BreakerRow.from_row(row) if row else None
+
+
+def breaker_for_update(conn: Conn, account_id: int, now: float) -> BreakerRow:
+    """The breaker row, created closed if missing and locked to the end of the transaction:
+    the read-modify-write of a failure count is one row-locked transaction."""
+    conn.execute("INSERT INTO breakers (account_id, state, failures, updated_at) "
+                 "VALUES (:a, 'closed', 0, :now) ON CONFLICT (account_id) DO NOTHING",
+                 {"a": account_id, "now": now})
+    lock = " FOR UPDATE" if conn.is_postgres else ""
+    row = conn.one(f"SELECT * FROM breakers WHERE account_id = :a{lock}", {"a": account_id})
+    assert row is not None
+    return BreakerRow.from_row(row)
+
+
+def store_breaker(conn: Conn, row: BreakerRow, now: float) -> None:
+    conn.execute(
+        "UPDATE breakers SET state = :state, failures = :failures, opened_at = :opened_at, "
+        "open_until = :open_until, probe_owner = :probe_owner, probe_until = :probe_until, "
+        "updated_at = :now WHERE account_id = :a",
+        {"a": row.account_id, "state": row.state, "failures": row.failures, "opened_at": row.opened_at,
+         "open_until": row.open_until, "probe_owner": row.probe_owner, "probe_until": row.probe_until,
+         "now": now})
 
 
 def all_breakers(conn: Conn) -> dict[int, Row]:
@@ -360,6 +527,7 @@ def all_breakers(conn: Conn) -> dict[int, Row]:
 
 
 def save_breaker(conn: Conn, account_id: int, **values: Any) -> None:
+    """Set some columns of a breaker row (tests and tools; the pipeline uses store_breaker)."""
     _upsert(conn, "breakers", {"account_id": account_id, **values}, ["account_id"],
             defaults={"state": "closed", "failures": 0, "updated_at": values.get("updated_at", 0.0)})
 
@@ -377,16 +545,78 @@ def take_probe(conn: Conn, account_id: int, *, owner: str, now: float, until: fl
 
 # --- rate limits -------------------------------------------------------------------
 
-def rate_limit_rows(conn: Conn, keys: Sequence[str]) -> list[Row]:
+def rate_limit_rows(conn: Conn, keys: Sequence[str]) -> list[RateLimitRow]:
     params: dict[str, Any] = {}
-    return conn.all(f'SELECT * FROM rate_limits WHERE key IN {in_list("r", keys, params)}', params)
+    rows = conn.all(f'SELECT * FROM rate_limits WHERE key IN {in_list("r", keys, params)}', params)
+    return [RateLimitRow.from_row(r) for r in rows]
 
 
 def all_rate_limits(conn: Conn) -> list[Row]:
     return conn.all("SELECT * FROM rate_limits ORDER BY key")
 
 
+def spend_budget(conn: Conn, key: str, *, cost: int, reserve: int, now: float) -> float | None:
+    """Take `cost` from a known budget in one statement, keeping `reserve`; workers on every host
+    spend from the same row. None: spent, or no budget known. A time: the budget is spent until then."""
+    conn.execute(
+        "UPDATE rate_limits SET remaining = remaining - :cost, updated_at = :now WHERE key = :key "
+        "AND remaining IS NOT NULL AND reset_at > :now AND remaining - :cost >= :reserve",
+        {"key": key, "cost": cost, "reserve": reserve, "now": now})
+    if conn.rowcount:
+        return None
+    return conn.scalar(
+        "SELECT reset_at FROM rate_limits WHERE key = :key AND remaining IS NOT NULL AND reset_at > :now",
+        {"key": key, "now": now})
+
+
+def refund_budget(conn: Conn, key: str, *, cost: int, now: float) -> None:
+    conn.execute("UPDATE rate_limits SET remaining = remaining + :cost, updated_at = :now "
+                 "WHERE key = :key AND remaining IS NOT NULL", {"key": key, "cost": cost, "now": now})
+
+
+def observe_budget(conn: Conn, key: str, *, limit: int | None, remaining: int, reset_at: float | None,
+                   policy: str | None, now: float, same_window: float = 1.0) -> None:
+    """Merge what a response said of a budget. Its Remaining was the server's count when it
+    received that call: within the same window keep the lower of it and ours (calls in flight
+    on other workers have spent more), a later window replaces ours, an older one is ignored."""
+    least = "LEAST" if conn.is_postgres else "MIN"
+    conn.execute(
+        'INSERT INTO rate_limits (key, "limit", remaining, reset_at, policy, consecutive_429, updated_at) '
+        "VALUES (:key, :limit, :remaining, :reset_at, :policy, 0, :now) ON CONFLICT (key) DO UPDATE SET "
+        "remaining = CASE "
+        "WHEN rate_limits.reset_at IS NULL OR excluded.reset_at IS NULL OR rate_limits.remaining IS NULL "
+        "THEN excluded.remaining "
+        "WHEN excluded.reset_at < rate_limits.reset_at - :same THEN rate_limits.remaining "
+        f"WHEN excluded.reset_at <= rate_limits.reset_at + :same "
+        f"THEN {least}(rate_limits.remaining, excluded.remaining) "
+        "ELSE excluded.remaining END, "
+        "reset_at = CASE WHEN rate_limits.reset_at IS NOT NULL AND excluded.reset_at IS NOT NULL "
+        "AND excluded.reset_at < rate_limits.reset_at - :same THEN rate_limits.reset_at "
+        "ELSE excluded.reset_at END, "
+        '"limit" = COALESCE(excluded."limit", rate_limits."limit"), '
+        "policy = COALESCE(excluded.policy, rate_limits.policy), consecutive_429 = 0, "
+        "updated_at = excluded.updated_at",
+        {"key": key, "limit": limit, "remaining": remaining, "reset_at": reset_at, "policy": policy,
+         "now": now, "same": same_window})
+
+
+def rate_limit_for_update(conn: Conn, key: str, now: float) -> RateLimitRow:
+    conn.execute("INSERT INTO rate_limits (key, consecutive_429, updated_at) VALUES (:key, 0, :now) "
+                 "ON CONFLICT (key) DO NOTHING", {"key": key, "now": now})
+    lock = " FOR UPDATE" if conn.is_postgres else ""
+    row = conn.one(f"SELECT * FROM rate_limits WHERE key = :key{lock}", {"key": key})
+    assert row is not None
+    return RateLimitRow.from_row(row)
+
+
+def store_block(conn: Conn, key: str, *, blocked_until: float, consecutive_429: int, now: float) -> None:
+    """A 429: nothing goes out on this budget before `blocked_until`."""
+    conn.execute("UPDATE rate_limits SET blocked_until = :until, consecutive_429 = :n, updated_at = :now "
+                 "WHERE key = :key", {"key": key, "until": blocked_until, "n": consecutive_429, "now": now})
+
+
 def save_rate_limit(conn: Conn, key: str, **values: Any) -> None:
+    """Set some columns of a budget row (tests and tools; the pipeline spends and observes)."""
     _upsert(conn, "rate_limits", {"key": key, **values}, ["key"],
             defaults={"consecutive_429": 0, "updated_at": values.get("updated_at", 0.0)})
 

@@ -75,7 +75,11 @@ deliveries = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Column("completed_at", sa.Float, nullable=True),
+    # why a delivery stopped (transient_exhausted, auth, permanent, removed): what recovery queries
+    sa.Column("failure_kind", sa.String(32), nullable=True),
     sa.UniqueConstraint("post_seq", "account_id", name="uq_deliveries_post_account"),
+    # a record key names one record of an account: two deliveries never share it
+    sa.Index("uq_deliveries_account_rkey", "account_id", "rkey", unique=True),
     sa.Index("ix_deliveries_account_status_seq", "account_id", "status", "post_seq"),
     sa.Index("ix_deliveries_post_seq", "post_seq"),
 )
@@ -98,6 +102,10 @@ jobs = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Index("ix_jobs_status_run_at", "status", "run_at"),
     sa.Index("ix_jobs_post_seq", "post_seq"),
+    sa.Index("ix_jobs_status_updated_at", "status", "updated_at"),
+    sa.Index("uq_jobs_recurring", "kind", unique=True,
+             sqlite_where=sa.text("kind = 'prune' AND status IN ('todo', 'doing')"),
+             postgresql_where=sa.text("kind = 'prune' AND status IN ('todo', 'doing')")),
 )
 
 breakers = sa.Table(

@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run setup test test-setup bench lock clean
+.PHONY: run setup test test-setup lint bench lock clean
 
 run: setup
 	$(BIN)/skypost init
@@ -34,8 +34,13 @@ test-setup: $(VENV)/.test-installed tests/pds/node_modules/.installed
 	scripts/ensure-postgres.sh
 	scripts/ensure-chromium.sh
 
-test: test-setup
+test: test-setup lint
 	$(BIN)/python -m pytest
+
+# ruff on everything, mypy --strict on the store, the pipeline, the queue and resilience
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
 
 # The benchmarks (bench/README.md): tables, JSON and plots in bench/results/.
 bench: test-setup

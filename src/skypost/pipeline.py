@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import logging
 import random
 from datetime import datetime, timezone
@@ -247,7 +248,7 @@ class Pipeline:
         hints: dict[int, float] = {}
         finished = False
 
-        def finish(conn: Conn, hint: float | None, row: DeliveryRow) -> None:
+        def finish(conn: Conn, hint: float | None, *, row: DeliveryRow) -> None:
             nonlocal finished
             if hint is not None:
                 hints[row.id] = hint
@@ -258,9 +259,8 @@ class Pipeline:
             if should_stop():
                 break
             last = n == len(due) - 1
-            outcome = self._process_delivery(
-                post, row, job_id=job_id, owner=owner,
-                finish=(lambda conn, hint, row=row: finish(conn, hint, row)) if last else None)
+            outcome = self._process_delivery(post, row, job_id=job_id, owner=owner,
+                                             finish=functools.partial(finish, row=row) if last else None)
             if outcome is _STOP:
                 break
             if isinstance(outcome, float):

@@ -141,6 +141,7 @@ class Database:
         return parts._replace(path=parts.path).geturl() if parts.path else parts.geturl()
 
     def _open(self) -> Any:
+        raw: Any
         if self.dialect == "sqlite":
             path = self.sqlite_path()
             if path != ":memory:":
@@ -210,7 +211,7 @@ class Database:
     def connect(self) -> Iterator[Conn]:
         """A read-only transaction: a consistent snapshot that, on SQLite, takes no write lock."""
         raw = self._raw()
-        if self.dialect != "sqlite" or getattr(self._local, "depth", 0):
+        if self.dialect != "sqlite" or self._local.__dict__.get("depth", 0):
             with self.transaction() as conn:
                 yield conn
             return

@@ -631,7 +631,8 @@ def add_event(conn: Conn, *, ts: float, kind: str, message: str, level: str = "i
 
 def list_events(conn: Conn, *, limit: int = 50, post_id: str | None = None,
                 after_id: int | None = None) -> list[Row]:
-    where, params = ["1 = 1"], {"limit": limit}
+    where: list[str] = ["1 = 1"]
+    params: dict[str, Any] = {"limit": limit}
     if post_id is not None:
         where.append("post_id = :post_id")
         params["post_id"] = post_id

@@ -101,7 +101,7 @@ def create_app(skypost: Skypost, *, services: Sequence[Service] = (), max_body_b
         Route("/metrics", metrics_endpoint, methods=["GET"], middleware=bearer),
         *webhooks.routes(skypost, offload),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
-        *dashboard.routes(skypost, offload, templates),
+        *dashboard.routes(skypost, offload, templates, session_lifetime=session_max_age),
     ]
     middleware = [
         Middleware(SecurityHeaders),

@@ -102,6 +102,7 @@ def test_the_settings_come_from_the_environment_and_bad_values_are_refused():
     assert settings.cookie_secure is True
     assert settings.trusted_proxies == ("10.0.0.1/32", "192.168.0.0/16", "::1/128")
     assert load_settings(env={}, config_file=None).cookie_secure is False
-    for bad in ({"SKYPOST_TRUSTED_PROXIES": "proxy.example.com"}, {"SKYPOST_COOKIE_SECURE": "maybe"}):
+    for bad in ({"SKYPOST_TRUSTED_PROXIES": "proxy.example.com"},
+                {"SKYPOST_COOKIE_SECURE": "maybe"}):
         with pytest.raises(ConfigError):
             load_settings(env=bad, config_file=None)

@@ -12,7 +12,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from skypost.bluesky.images import MAX_THUMB_BYTES, ImageError, prepare_thumbnail, sniff_image_mime
+from skypost.bluesky import images
+from skypost.bluesky.images import (
+    MAX_DECODE_BYTES,
+    MAX_THUMB_BYTES,
+    ImageError,
+    decode_cost,
+    prepare_thumbnail,
+    sniff_image_mime,
+)
 
 
 def encode(img: Image.Image, fmt: str, **options) -> bytes:
@@ -201,6 +209,54 @@ def test_decompression_bomb_is_refused_before_decoding() -> None:
     bomb = small[:8] + chunk + small[8 + 25:]
     with pytest.raises(ImageError, match="too large"):
         prepare_thumbnail(bomb)
+
+
+def forged_png(width: int, height: int, color_type: int = 6) -> bytes:
+    """A PNG whose header claims `width` x `height` (its pixel data is one tiny row)."""
+    small = encode(Image.new("L", (1, 1)), "PNG")
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
+    chunk = struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return small[:8] + chunk + small[8 + 25:]
+
+
+def test_images_over_the_decode_budget_are_refused_from_the_header() -> None:
+    # within MAX_PIXELS, but 244 MiB of RGBA: refused before a byte is decoded
+    for width, height, color_type in ((8000, 8000, 6), (8000, 6000, 2)):
+        with pytest.raises(ImageError, match=r"too large to decode safely .* MiB to decode"):
+            prepare_thumbnail(forged_png(width, height, color_type))
+    # greyscale of the same size is a quarter of that: it gets as far as decoding
+    with pytest.raises(ImageError, match="not a decodable image"):
+        prepare_thumbnail(forged_png(8000, 8000, 0))
+
+
+def test_decode_cost_counts_modes_codecs_and_progressive_jpegs() -> None:
+    def opened(data: bytes) -> Image.Image:
+        return Image.open(io.BytesIO(data))
+
+    assert decode_cost(opened(encode(Image.new("L", (100, 50)), "PNG"))) == 5_000
+    assert decode_cost(opened(encode(Image.new("RGB", (100, 50)), "PNG"))) == 20_000
+    assert decode_cost(opened(encode(Image.new("RGB", (100, 50)), "WEBP"))) == 80_000
+    baseline = encode(Image.new("RGB", (160, 80)), "JPEG")
+    progressive = encode(Image.new("RGB", (160, 80)), "JPEG", progressive=True)
+    assert decode_cost(opened(baseline)) == 160 * 80 * 4
+    # 4:2:0: one luma and two quarter-size chroma planes of 16-bit coefficients
+    assert decode_cost(opened(progressive)) == 160 * 80 * 4 + int(160 * 80 * 1.5) * 2
+    assert MAX_DECODE_BYTES < 8000 * 8000 * 4
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "RGB", "L", "LA", "P", "I;16", "CMYK"])
+@pytest.mark.parametrize("factor", [1, 3, 7])
+def test_strips_give_the_same_pixels_as_the_whole_picture(mode: str, factor: int) -> None:
+    base = noise((701, 613), "RGBA")
+    img = base.quantize(64) if mode == "P" else base.convert(mode)
+    img = Image.open(io.BytesIO(encode(img, "TIFF" if mode in ("CMYK", "I;16") else "PNG")))
+    img.load()
+    target = (701 // factor, 613 // factor)
+    whole = images._flatten(img, images._sixteen_bit_scale(img))
+    whole = whole.reduce(factor) if factor > 1 else whole
+    strips = images._shrink_flat(img, target)
+    assert strips.mode == whole.mode and strips.size == whole.size
+    assert strips.tobytes() == whole.tobytes()
 
 
 def test_sniff() -> None:

@@ -7,6 +7,7 @@ prefix); the environment wins over the file.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import socket
 import tomllib
@@ -48,6 +49,10 @@ class Settings:
     retention_days: float = 30.0
     # how often a worker prunes them
     prune_interval: float = 3600.0
+    # mark the dashboard cookie Secure on every response (off: only for requests over HTTPS)
+    cookie_secure: bool = False
+    # peers (IPs or networks) whose X-Forwarded-Proto is believed (TLS-terminating proxies)
+    trusted_proxies: tuple[str, ...] = ()
 
     def key_file(self) -> Path:
         """Where the Fernet key lives when it is not given in SKYPOST_SECRET_KEY."""
@@ -77,7 +82,8 @@ _FLOAT_LIST = ("retry_delays",)
 _INTS = ("circuit_threshold", "rate_limit_reserve")
 _FLOATS = ("circuit_cooldown", "job_lease", "poll_interval", "worker_stale_after", "http_timeout",
            "feed_min_interval", "retention_days", "prune_interval")
-_BOOLS = ("allow_private_urls",)
+_BOOLS = ("allow_private_urls", "cookie_secure")
+_NETWORKS = ("trusted_proxies",)
 _STRINGS = ("database_url", "secret_key", "secret_key_file", "queue", "egress_id")
 
 
@@ -108,6 +114,10 @@ def _convert(name: str, value: Any) -> Any:
             if text in ("0", "false", "no", "off", ""):
                 return False
             raise ValueError("must be 0 or 1")
+        if name in _NETWORKS:
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(str(ipaddress.ip_network(str(v).strip(), strict=False))
+                         for v in items if str(v).strip())
         if name in _STRINGS:
             text = str(value)
             if name == "queue" and text not in ("db", "inline"):

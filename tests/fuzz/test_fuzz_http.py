@@ -208,6 +208,57 @@ def test_badly_signed_webhooks_are_refused(site, kind, body, header, value):
     assert response.json()["error"]
 
 
+# digit strings up to thousands long (int() refuses more than 4300 digits)
+digits = (st.text("0123456789", min_size=1, max_size=40)
+          | st.integers(0, 6000).map(lambda n: "9" * n + "1"))
+timestamps = (digits | header_text | st.integers(-10**20, 10**20).map(str)
+              | st.builds(lambda t, f: f"{t}.{f}", st.integers(0, 2**40), st.integers(0, 999)))
+ghost_pieces = st.sampled_from(["sha256=", "t=", "t", "=", "sha256=0", "t=1"]) | header_text
+ghost_values = (signatures
+                | st.builds(lambda h, t: f"sha256={h}, t={t}",
+                            st.text("0123456789abcdef", max_size=70), digits)
+                | st.lists(ghost_pieces, max_size=6).map(", ".join))
+signature_headers = st.fixed_dictionaries({}, optional={
+    "X-Skypost-Signature": signatures, "X-Skypost-Timestamp": timestamps,
+    "X-Ghost-Signature": ghost_values})
+
+
+@FUZZ
+@given(st.sampled_from(hooks.KINDS), st.binary(max_size=200), signature_headers)
+def test_signature_headers_never_cause_a_5xx(site, kind, body, headers):
+    """Any combination of the three signature headers, without the secret: always a 401."""
+    response = site.client.post(f"/hooks/{kind}", content=body, headers=headers)
+    assert response.status_code == 401, (headers, response.status_code, response.text[:300])
+    assert set(response.json()) == {"error"} and "Traceback" not in response.text
+
+
+@FUZZ
+@given(st.sampled_from(hooks.KINDS), st.integers(-10**6, 10**6), st.booleans())
+def test_signed_timestamps_are_checked_against_the_window(site, kind, offset, in_ms):
+    """Signed with the secret: accepted (or refused for its content) inside the window, 401
+    outside it; never a 5xx. The app's clock is the real one, hence the margin."""
+    import time
+
+    if abs(abs(offset) - hooks.REPLAY_WINDOW) < 30:
+        offset += 60 if offset > 0 else -60
+    body = json_text({"id": f"ts-{offset}", "title": "t", "url": "https://e.com/ts"})
+    secret = site.secrets[kind]
+    if in_ms:
+        stamp = int((time.time() + offset) * 1000)
+        headers = {"X-Ghost-Signature": hooks.sign_ghost(secret, body, stamp)}
+    else:
+        stamp = int(time.time()) + offset
+        headers = {"X-Skypost-Signature": hooks.sign(secret, body, stamp),
+                   "X-Skypost-Timestamp": str(stamp)}
+    response = site.client.post(f"/hooks/{kind}", content=body,
+                                headers={"Content-Type": "application/json", **headers})
+    assert response.status_code < 500, response.text[:300]
+    if abs(offset) > hooks.REPLAY_WINDOW:
+        assert response.status_code == 401, response.text[:300]
+    else:
+        assert response.status_code in (200, 202, 422), response.text[:300]
+
+
 # --- what the fuzzing found, kept as fixed cases ----------------------------------------------------
 
 DOC = b'"title": "t", "url": "https://e.com/a"'
@@ -258,6 +309,18 @@ def test_found_bodies(site, target, body):
         response = site.client.post(f"/hooks/{target}", content=body, headers={
             "Content-Type": "application/json", "X-Skypost-Signature": hooks.sign(site.secrets[target], body)})
     check_answer(site, response, allowed=(200, 202, 422))
+
+
+@pytest.mark.parametrize("headers", [
+    {"X-Ghost-Signature": "sha256=" + "0" * 64 + ", t=" + "9" * 5000},
+    {"X-Ghost-Signature": "sha256=" + "0" * 64 + ", t=" + "0" * 10_000 + "1"},
+    {"X-Skypost-Signature": "sha256=" + "0" * 64, "X-Skypost-Timestamp": "9" * 5000},
+], ids=["ghost-t-5000-digits-ValueError", "ghost-t-10000-zeros", "skypost-timestamp-5000-digits"])
+def test_found_signature_headers(site, headers):
+    """int() of more than 4300 digits raises ValueError: an unauthenticated 500 with a traceback."""
+    response = site.client.post("/hooks/ghost", content=b"{}", headers=headers)
+    assert response.status_code == 401, (response.status_code, response.text[:300])
+    assert "Traceback" not in response.text
 
 
 def test_webhook_json_is_checked_after_the_signature(site):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from skypost.web.session import SESSION_COOKIE
 from skypost.web.tokens import create_token, revoke_token
 from tests.support.faultproxy import error
 
@@ -55,6 +56,69 @@ def test_a_revoked_token_ends_its_sessions_and_logout_works(web):
     assert web.client.post("/logout", data={}).status_code == 403
     assert web.client.post("/logout", data={"csrf": csrf}).headers["location"] == "/login"
     assert web.client.get("/").status_code == 303
+
+
+def saved_cookie(web):
+    value = web.client.cookies.get(SESSION_COOKIE)
+    assert value
+    return value
+
+
+def with_cookie(web, value):
+    """The browser of someone who kept a copy of the cookie."""
+    web.client.cookies.clear()
+    web.client.cookies.set(SESSION_COOKIE, value)
+    status = web.client.get("/").status_code
+    web.client.cookies.clear()
+    return status
+
+
+def test_a_revoked_token_stays_dead_when_its_name_is_used_again(web):
+    log_in(web)
+    old_cookie = saved_cookie(web)
+    assert with_cookie(web, old_cookie) == 200
+    revoke_token(web.app.db, "tests", now=web.app.clock())
+    renewed = create_token(web.app.db, "tests", now=web.app.clock())  # the same name (and row)
+    assert with_cookie(web, old_cookie) == 303
+    assert web.client.get("/api/v1/health", headers=web.auth).status_code == 401  # the old bearer
+    assert web.client.get("/api/v1/health",
+                          headers={"Authorization": f"Bearer {renewed}"}).status_code == 200
+    log_in(web, renewed)
+    assert web.client.get("/").status_code == 200
+
+
+def test_logout_kills_saved_copies_of_the_cookie(web):
+    csrf = log_in(web)
+    kept = saved_cookie(web)
+    assert web.client.post("/logout", data={"csrf": csrf}).headers["location"] == "/login"
+    assert with_cookie(web, kept) == 303
+    # another session of the same token is not affected
+    log_in(web)
+    other = saved_cookie(web)
+    assert with_cookie(web, kept) == 303 and with_cookie(web, other) == 200
+
+
+def test_a_session_ends_after_its_lifetime_even_if_the_cookie_is_kept(web, clock):
+    log_in(web)
+    kept = saved_cookie(web)
+    clock.advance(7 * 24 * 3600 - 60)
+    assert with_cookie(web, kept) == 200
+    clock.advance(61)
+    assert with_cookie(web, kept) == 303
+    with web.app.db.connect() as conn:
+        assert conn.scalar("SELECT COUNT(*) FROM web_sessions") == 1
+    log_in(web)  # a login sweeps expired sessions away
+    with web.app.db.connect() as conn:
+        assert conn.scalar("SELECT COUNT(*) FROM web_sessions") == 1
+
+
+def test_the_cookie_holds_a_session_id_not_the_token(web):
+    log_in(web)
+    with web.app.db.connect() as conn:
+        rows = conn.all("SELECT * FROM web_sessions")
+    assert len(rows) == 1 and len(rows[0]["id_hash"]) == 64
+    cookie = saved_cookie(web)
+    assert web.token not in cookie and rows[0]["id_hash"] not in cookie
 
 
 def test_forms_without_the_csrf_token_change_nothing(web):

@@ -100,6 +100,55 @@ def test_bad_or_missing_signatures_are_401_and_write_nothing(web):
     nothing_written(web.app)
 
 
+def test_a_timestamped_signature_is_accepted_only_within_five_minutes(web, clock):
+    secret = add_hook(web.app, "site", "generic")
+    now = int(web.app.clock())
+
+    def stamped(doc_id, ts, signed_ts=None):
+        body = json.dumps({"id": doc_id, "title": "Stamped", "url": f"https://e.com/{doc_id}"}).encode()
+        signature = hooks.sign(secret, body, ts if signed_ts is None else signed_ts)
+        return web.client.post("/hooks/site", content=body, headers={
+            "Content-Type": "application/json", "X-Skypost-Signature": signature,
+            "X-Skypost-Timestamp": str(ts)})
+
+    assert stamped("fresh", now).status_code == 202
+    assert stamped("late-but-ok", now - 299).status_code == 202
+    assert stamped("early-but-ok", now + 299).status_code == 202
+    for doc_id, ts in (("old", now - 301), ("future", now + 301), ("ancient", 0)):
+        r = stamped(doc_id, ts)
+        assert r.status_code == 401 and "timestamp" in r.json()["error"], (doc_id, r.text)
+    # the timestamp is signed: a fresh one on an old signature does not pass
+    r = stamped("tampered", now, signed_ts=now - 3600)
+    assert r.status_code == 401 and "signature" in r.json()["error"]
+    # a signature of the body alone does not pass once a timestamp is sent
+    body = json.dumps({"id": "unstamped", "title": "t", "url": "https://e.com/u"}).encode()
+    r = web.client.post("/hooks/site", content=body, headers={
+        "X-Skypost-Signature": hooks.sign(secret, body), "X-Skypost-Timestamp": str(now)})
+    assert r.status_code == 401
+    for bad in ("", " ", "1e9", "-5", f"{now}.5", "9" * 5000):
+        r = web.client.post("/hooks/site", content=body, headers={
+            "X-Skypost-Signature": hooks.sign(secret, body), "X-Skypost-Timestamp": bad})
+        assert r.status_code == 401, (bad, r.text)
+    # a replay of an accepted request is refused once the window has passed
+    late = stamped("fresh", now)
+    assert late.status_code == 200  # within the window: the known id, nothing new
+    clock.advance(301)
+    assert stamped("fresh", now).status_code == 401
+    assert sorted(p["id"] for p in web.app.list_posts()) == ["early-but-ok", "fresh", "late-but-ok"]
+
+
+def test_a_ghost_timestamp_of_thousands_of_digits_is_401_not_500(web, caplog):
+    secret = add_hook(web.app, "blog", "ghost")
+    body = json.dumps(GHOST).encode()
+    for t in ("9" * 5000, "1" * 17, "0" * 100_000 + "1"):
+        r = web.client.post("/hooks/blog", content=body, headers={
+            "Content-Type": "application/json", "X-Ghost-Signature": f"sha256={'0' * 64}, t={t}"})
+        assert r.status_code == 401, r.text[:300]
+        assert set(r.json()) == {"error"} and "Traceback" not in r.text and len(r.text) < 500
+    assert "Traceback" not in caplog.text and "unhandled" not in caplog.text
+    nothing_written(web.app)
+
+
 def test_a_ghost_post_published_payload_is_mapped(web):
     secret = add_hook(web.app, "blog", "ghost")
     body = json.dumps(GHOST).encode()

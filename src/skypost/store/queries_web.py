@@ -49,17 +49,45 @@ def active_token_by_hash(conn: Conn, token_hash: str) -> Row | None:
                     {"hash": token_hash})
 
 
-def active_token_by_id(conn: Conn, token_id: int) -> Row | None:
-    return conn.one("SELECT id, name, last_used_at FROM tokens WHERE id = :id AND revoked_at IS NULL",
-                    {"id": token_id})
-
-
 def touch_token(conn: Conn, token_id: int, *, now: float, every: float) -> None:
     """Record the use of a token, at most once per `every` seconds (not a write per request)."""
     conn.execute(
         "UPDATE tokens SET last_used_at = :now WHERE id = :id AND (last_used_at IS NULL OR last_used_at < :stale)",
         {"id": token_id, "now": now, "stale": now - every},
     )
+
+
+# --- dashboard sessions -------------------------------------------------------------
+
+def insert_web_session(conn: Conn, *, id_hash: str, token_id: int, now: float, expires_at: float) -> None:
+    conn.execute(
+        "INSERT INTO web_sessions (id_hash, token_id, created_at, expires_at) "
+        "VALUES (:hash, :token_id, :now, :expires)",
+        {"hash": id_hash, "token_id": token_id, "now": now, "expires": expires_at},
+    )
+
+
+def web_session_token(conn: Conn, id_hash: str, *, now: float) -> Row | None:
+    """The active token (id, name) behind a live session, or None."""
+    return conn.one(
+        "SELECT t.id, t.name FROM web_sessions s JOIN tokens t ON t.id = s.token_id "
+        "WHERE s.id_hash = :hash AND s.expires_at > :now AND t.revoked_at IS NULL",
+        {"hash": id_hash, "now": now},
+    )
+
+
+def delete_web_session(conn: Conn, id_hash: str) -> None:
+    conn.execute("DELETE FROM web_sessions WHERE id_hash = :hash", {"hash": id_hash})
+
+
+def delete_web_sessions_of_token(conn: Conn, name: str) -> None:
+    """End every dashboard session opened with the token called `name`."""
+    conn.execute("DELETE FROM web_sessions WHERE token_id IN (SELECT id FROM tokens WHERE name = :name)",
+                 {"name": name})
+
+
+def delete_expired_web_sessions(conn: Conn, *, now: float) -> None:
+    conn.execute("DELETE FROM web_sessions WHERE expires_at <= :now", {"now": now})
 
 
 # --- webhooks ----------------------------------------------------------------------

@@ -183,6 +183,18 @@ tokens = sa.Table(
     sa.Column("revoked_at", sa.Float, nullable=True),
 )
 
+# dashboard sessions, server side: logging out or revoking the token deletes them
+web_sessions = sa.Table(
+    "web_sessions",
+    metadata,
+    # SHA-256 of the session id; the id itself is only in the browser's signed cookie
+    sa.Column("id_hash", sa.String(64), primary_key=True),
+    sa.Column("token_id", sa.Integer, sa.ForeignKey("tokens.id", ondelete="CASCADE"), nullable=False,
+              index=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)
+
 hooks = sa.Table(
     "hooks",
     metadata,

@@ -19,14 +19,13 @@ from typing import Any, AsyncIterator, Protocol, Sequence
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from skypost.app import Skypost
-from skypost.web import api, dashboard, metrics, session, webhooks
+from skypost.web import api, cookies, dashboard, metrics, session, webhooks
 from skypost.web.auth import BearerAuth
 from skypost.web.http import BodyLimit, Offload, SecurityHeaders, json_error
 
@@ -47,9 +46,16 @@ class Service(Protocol):
 
 
 def create_app(skypost: Skypost, *, services: Sequence[Service] = (), max_body_bytes: int = MAX_BODY_BYTES,
-               secure_cookies: bool = False, session_max_age: int = 7 * 24 * 3600,
-               threads: int = 8) -> Starlette:
-    """The web application. `services` start with the server and stop (in reverse) when it shuts down."""
+               secure_cookies: bool | None = None, trusted_proxies: Sequence[str] | None = None,
+               session_max_age: int = 7 * 24 * 3600, threads: int = 8) -> Starlette:
+    """The web application. `services` start with the server and stop (in reverse) when it shuts down.
+
+    `secure_cookies` and `trusted_proxies` default to the settings (cookie_secure,
+    trusted_proxies)."""
+    settings = skypost.settings
+    always_secure = settings.cookie_secure if secure_cookies is None else secure_cookies
+    proxies = cookies.parse_networks(settings.trusted_proxies if trusted_proxies is None
+                                     else trusted_proxies)
     offload = Offload(threads)
     templates = dashboard.make_templates()
 
@@ -101,13 +107,15 @@ def create_app(skypost: Skypost, *, services: Sequence[Service] = (), max_body_b
         Route("/metrics", metrics_endpoint, methods=["GET"], middleware=bearer),
         *webhooks.routes(skypost, offload),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
-        *dashboard.routes(skypost, offload, templates),
+        *dashboard.routes(skypost, offload, templates, session_lifetime=session_max_age),
     ]
     middleware = [
+        Middleware(cookies.TrustedProxyScheme, trusted=proxies),
         Middleware(SecurityHeaders),
         Middleware(BodyLimit, limit=max_body_bytes),
-        Middleware(SessionMiddleware, secret_key=session.session_secret(skypost), session_cookie=session.SESSION_COOKIE,
-                   max_age=session_max_age, same_site="lax", https_only=secure_cookies),
+        Middleware(cookies.SessionCookies, always_secure=always_secure,
+                   secret_key=session.session_secret(skypost), session_cookie=session.SESSION_COOKIE,
+                   max_age=session_max_age, same_site="lax"),
     ]
     exception_handlers: dict[Any, Any] = {HTTPException: http_error, Exception: server_error}
     return Starlette(routes=routes, middleware=middleware, exception_handlers=exception_handlers, lifespan=lifespan)

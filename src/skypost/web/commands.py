@@ -28,9 +28,12 @@ def serve(ctx: Ctx, host: str, port: int, no_worker: bool) -> None:
     from skypost.web.serve import serve as run
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = ctx.app()
     if not is_loopback(host):
         click.echo(f"warning: serving on {host}, not loopback: put a TLS-terminating proxy in front", err=True)
-    app = ctx.app()
+        if not (app.settings.cookie_secure or app.settings.trusted_proxies):
+            click.echo("warning: the dashboard cookie is not marked Secure: set SKYPOST_TRUSTED_PROXIES "
+                       "to the proxy's address (or SKYPOST_COOKIE_SECURE=1)", err=True)
     try:
         run(app, host=host, port=port, worker=not no_worker)
     except ServeError as exc:

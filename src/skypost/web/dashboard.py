@@ -70,7 +70,8 @@ def safe_next(value: Any) -> str:
     return "/"
 
 
-def routes(skypost: Skypost, offload: Offload, templates: Jinja2Templates) -> list[BaseRoute]:
+def routes(skypost: Skypost, offload: Offload, templates: Jinja2Templates, *,
+           session_lifetime: float) -> list[BaseRoute]:
 
     def render(request: Request, name: str, context: Mapping[str, Any], *, user: tokens.TokenInfo | None,
                paused: bool = False, status_code: int = 200) -> Response:
@@ -115,13 +116,15 @@ def routes(skypost: Skypost, offload: Offload, templates: Jinja2Templates) -> li
             return render(request, "login.html", {"next": safe_next(form.get("next")), "title": "Sign in",
                                                   "error": "That token is not valid (or it was revoked)."},
                           user=None, status_code=401)
-        session.log_in(request, info)
+        session_id = await offload(session.open_session, skypost, info, lifetime=session_lifetime)
+        session.log_in(request, session_id)
         return RedirectResponse(safe_next(form.get("next")), status_code=303)
 
     async def logout(request: Request) -> Response:
         form = await checked_form(request)
         if isinstance(form, Response):
             return form
+        await offload(session.close_session, skypost, request)
         session.log_out(request)
         return RedirectResponse("/login", status_code=303)
 

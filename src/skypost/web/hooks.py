@@ -4,10 +4,17 @@ Every request to /hooks/NAME must be signed with the hook's secret:
 
     X-Skypost-Signature: sha256=<hex HMAC-SHA256 of the raw body>
 
-Ghost signs on its own with `X-Ghost-Signature: sha256=<hex>, t=<ms>`, an HMAC
-of the raw body followed by the timestamp; that form is accepted too, within
-GHOST_TOLERANCE seconds of the timestamp. The secret is stored encrypted
-(Fernet, the same key as the app passwords) and shown once, when the hook is added.
+or, to make a captured request useless after a few minutes, with a timestamp:
+
+    X-Skypost-Timestamp: <Unix seconds>
+    X-Skypost-Signature: sha256=<hex HMAC-SHA256 of timestamp + "." + raw body>
+
+A timestamped request is refused when the timestamp is more than REPLAY_WINDOW
+seconds away from now (either way). Ghost signs on its own with
+`X-Ghost-Signature: sha256=<hex>, t=<ms>`, an HMAC of the raw body followed by the
+timestamp; that form is accepted too, within the same window. The secret is stored
+encrypted (Fernet, the same key as the app passwords) and shown once, when the hook
+is added.
 """
 
 from __future__ import annotations
@@ -29,9 +36,13 @@ KINDS = ("generic", "ghost", "wordpress")
 # short enough that "hook:<name>" fits the posts.source column (64)
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
 SIGNATURE_HEADER = "x-skypost-signature"
+TIMESTAMP_HEADER = "x-skypost-timestamp"
 GHOST_HEADER = "x-ghost-signature"
-GHOST_TOLERANCE = 300.0
-_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
+REPLAY_WINDOW = 300.0
+_HEX = re.compile(r"[0-9a-fA-F]{64}")
+# a timestamp is a few digits: anything longer is refused before int() sees it
+# (int() of thousands of digits raises, and would be slow long before that)
+_TIMESTAMP = re.compile(r"[0-9]{1,16}")
 
 
 @dataclass(frozen=True)
@@ -98,9 +109,10 @@ def load_hook(db: Database, cipher: Cipher, name: str) -> Hook | None:
 
 # --- signatures -------------------------------------------------------------------------
 
-def sign(secret: str, body: bytes) -> str:
-    """The X-Skypost-Signature value for `body`."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
+    """The X-Skypost-Signature value for `body` (sent with X-Skypost-Timestamp when given)."""
+    signed = body if timestamp is None else str(timestamp).encode() + b"." + body
+    return "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
 
 
 def sign_ghost(secret: str, body: bytes, ts_ms: int) -> str:
@@ -109,23 +121,46 @@ def sign_ghost(secret: str, body: bytes, ts_ms: int) -> str:
     return f"sha256={digest}, t={ts_ms}"
 
 
-def _matches(expected_hex: str, given: str) -> bool:
-    return bool(_HEX.match(given)) and hmac.compare_digest(expected_hex, given.lower())
+def _matches(secret: str, signed: bytes, given: str) -> bool:
+    expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    return bool(_HEX.fullmatch(given)) and hmac.compare_digest(expected, given.lower())
 
 
-def verify(secret: str, body: bytes, headers: Mapping[str, str], *, now: float) -> bool:
-    """True when the request carries a valid signature of `body` in either form."""
+def _stale(timestamp: str, *, per_second: int, now: float) -> bool:
+    """True unless `timestamp` is digits within REPLAY_WINDOW of `now`."""
+    if not _TIMESTAMP.fullmatch(timestamp):
+        return True
+    return abs(now - int(timestamp) / per_second) > REPLAY_WINDOW
+
+
+def signature_problem(secret: str, body: bytes, headers: Mapping[str, str], *,
+                      now: float) -> str | None:
+    """None when the request carries a valid signature of `body` in one of the accepted
+    forms, else why it is refused."""
     own = headers.get(SIGNATURE_HEADER)
     if own is not None:
         scheme, _, given = own.strip().partition("=")
-        expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-        return scheme.lower() == "sha256" and _matches(expected, given.strip())
+        stamp = headers.get(TIMESTAMP_HEADER)
+        if stamp is not None:
+            if _stale(stamp, per_second=1, now=now):
+                return ("stale or malformed signature timestamp (X-Skypost-Timestamp: Unix "
+                        f"seconds, within {REPLAY_WINDOW:.0f} s of the server's clock)")
+            signed = stamp.encode() + b"." + body
+        else:
+            signed = body
+        if scheme.lower() == "sha256" and _matches(secret, signed, given.strip()):
+            return None
+        return ("bad signature (X-Skypost-Signature: sha256=<hex HMAC-SHA256 of the raw body, "
+                "or of timestamp + '.' + body with X-Skypost-Timestamp, with the hook's secret>)")
     ghost = headers.get(GHOST_HEADER)
     if ghost is not None:
         parts = dict(p.strip().partition("=")[::2] for p in ghost.split(",") if "=" in p)
         given, ts = parts.get("sha256", ""), parts.get("t", "")
-        if not (ts.isascii() and ts.isdigit()) or abs(now * 1000 - int(ts)) > GHOST_TOLERANCE * 1000:
-            return False
-        expected = hmac.new(secret.encode(), body + ts.encode(), hashlib.sha256).hexdigest()
-        return _matches(expected, given)
-    return False
+        if _stale(ts, per_second=1000, now=now):
+            return ("stale or malformed signature timestamp (X-Ghost-Signature t=: Unix "
+                    f"milliseconds, within {REPLAY_WINDOW:.0f} s of the server's clock)")
+        if _matches(secret, body + ts.encode(), given):
+            return None
+        return "bad signature (X-Ghost-Signature)"
+    return ("missing signature (X-Skypost-Signature: sha256=<hex HMAC-SHA256 of the raw body "
+            "with the hook's secret>)")

@@ -1,13 +1,17 @@
 """Dashboard sessions: log in with an API token, a signed cookie, CSRF tokens.
 
-The cookie (Starlette's SessionMiddleware, signed with itsdangerous) holds the id
-of the token used to log in and a per-session CSRF token; the signing key is a
-random secret kept encrypted in the settings table, so every server process of
-the same database shares it and nobody without the Fernet key can forge a session.
+A login opens a session on the server (a row in web_sessions, keyed by the SHA-256
+of a random session id) and the cookie (Starlette's SessionMiddleware, signed with
+itsdangerous) holds that id and a per-session CSRF token. Every request looks the
+session up, so logging out, revoking the token or reaching the session's lifetime
+ends it even for a saved copy of the cookie. The signing key is a random secret kept
+encrypted in the settings table, so every server process of the same database shares
+it and nobody without the Fernet key can forge a cookie.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 from typing import Any, Mapping
@@ -16,12 +20,14 @@ from starlette.requests import Request
 
 from skypost.app import Skypost
 from skypost.store import queries as q
+from skypost.store import queries_web as qw
 from skypost.web import tokens
 
 SESSION_COOKIE = "skypost_session"
 SESSION_KEY_SETTING = "web_session_key"
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
+SESSION_ID = "sid"
 
 
 def session_secret(skypost: Skypost) -> str:
@@ -50,10 +56,33 @@ def csrf_ok(request: Request, form: Mapping[str, Any]) -> bool:
         and hmac.compare_digest(expected.encode(), given.encode())
 
 
-def log_in(request: Request, info: tokens.TokenInfo) -> None:
-    """A fresh session (and CSRF token) at login: nothing carries over from before."""
+def _id_hash(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def open_session(skypost: Skypost, info: tokens.TokenInfo, *, lifetime: float) -> str:
+    """Record a new session for `info`, valid for `lifetime` seconds; returns its id."""
+    session_id = secrets.token_urlsafe(32)
+    now = skypost.clock()
+    with skypost.db.transaction() as conn:
+        qw.delete_expired_web_sessions(conn, now=now)
+        qw.insert_web_session(conn, id_hash=_id_hash(session_id), token_id=info.id, now=now,
+                              expires_at=now + lifetime)
+    return session_id
+
+
+def close_session(skypost: Skypost, request: Request) -> None:
+    """Delete this request's session on the server (a saved cookie no longer works)."""
+    session_id = request.session.get(SESSION_ID)
+    if isinstance(session_id, str) and session_id:
+        with skypost.db.transaction() as conn:
+            qw.delete_web_session(conn, _id_hash(session_id))
+
+
+def log_in(request: Request, session_id: str) -> None:
+    """A fresh cookie (and CSRF token) at login: nothing carries over from before."""
     request.session.clear()
-    request.session["token_id"] = info.id
+    request.session[SESSION_ID] = session_id
     request.session[CSRF_FIELD] = secrets.token_urlsafe(32)
 
 
@@ -62,11 +91,14 @@ def log_out(request: Request) -> None:
 
 
 def logged_in(request: Request, skypost: Skypost) -> tokens.TokenInfo | None:
-    """The token behind this session, while it is still active (revoking it ends the session)."""
-    token_id = request.session.get("token_id")
-    if not isinstance(token_id, int):
+    """The token behind this request's session, while the session lives and the token is
+    active."""
+    session_id = request.session.get(SESSION_ID)
+    if not isinstance(session_id, str) or not session_id:
         return None
-    return tokens.token_still_active(skypost.db, token_id)
+    with skypost.db.connect() as conn:
+        row = qw.web_session_token(conn, _id_hash(session_id), now=skypost.clock())
+    return tokens.TokenInfo(row["id"], row["name"]) if row else None
 
 
 def flash(request: Request, text: str, kind: str = "ok") -> None:

@@ -52,6 +52,8 @@ def create_token(db: Database, name: str, *, now: float) -> str:
             raise ValidationError({"name": f"a token named {name!r} exists; "
                                            f"revoke it first (skypost token revoke {name})"})
         else:
+            # the row (and its id) is reused: sessions of the old token must not come back
+            qw.delete_web_sessions_of_token(conn, name)
             qw.renew_revoked_token(conn, existing["id"], token_hash=digest, now=now)
     return token
 
@@ -69,6 +71,7 @@ def revoke_token(db: Database, name: str, *, now: float) -> None:
     with db.transaction() as conn:
         if not qw.revoke_token(conn, name, now):
             raise ValidationError({"name": f"no active token named {name!r}"})
+        qw.delete_web_sessions_of_token(conn, name)
 
 
 def authenticate(db: Database, token: str | None, *, now: float) -> TokenInfo | None:
@@ -81,13 +84,6 @@ def authenticate(db: Database, token: str | None, *, now: float) -> TokenInfo | 
             return None
         qw.touch_token(conn, row["id"], now=now, every=TOUCH_EVERY)
     return TokenInfo(row["id"], row["name"])
-
-
-def token_still_active(db: Database, token_id: int) -> TokenInfo | None:
-    """For dashboard sessions: a revoked token ends the sessions opened with it."""
-    with db.connect() as conn:
-        row = qw.active_token_by_id(conn, token_id)
-    return TokenInfo(row["id"], row["name"]) if row else None
 
 
 def bearer_token(header: str | None) -> str | None:

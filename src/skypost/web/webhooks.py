@@ -29,10 +29,10 @@ def routes(skypost: Skypost, offload: Offload) -> list[BaseRoute]:
         hook = await offload(hooks.load_hook, skypost.db, skypost.cipher(), name)
         if hook is None:
             return json_error(404, "no such hook")
-        if not hooks.verify(hook.secret, body, request.headers, now=skypost.clock()):
-            log.warning("webhook %r: bad or missing signature; nothing written", name)
-            return json_error(401, "bad or missing signature (X-Skypost-Signature: sha256=<hex HMAC-SHA256 "
-                                   "of the raw body with the hook's secret>)")
+        problem = hooks.signature_problem(hook.secret, body, request.headers, now=skypost.clock())
+        if problem is not None:
+            log.warning("webhook %r refused, nothing written: %s", name, problem)
+            return json_error(401, problem)
         try:
             try:
                 payload = json.loads(body)

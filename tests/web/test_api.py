@@ -216,7 +216,7 @@ def test_accounts_crud_never_returns_the_password(web, make_account, pds, proxy)
                    times=1)
     web.post("/api/v1/posts", json=DOC)
     web.app.run_worker(burst=True)
-    assert web.get("/api/v1/posts/42").json()["status"] == "failed"
+    assert web.get("/api/v1/posts/42").json()["status"] == "needs_reauth"
     assert call("GET", f"/api/v1/accounts/{alice.handle}").json()["health"]["needs_reauth"] is True
     fixed = call("PATCH", f"/api/v1/accounts/{alice.handle}", json={"app_password": alice.app_password})
     assert fixed.status_code == 200, fixed.text

@@ -367,7 +367,11 @@ class Pipeline:
         assert decision.action is Action.WAIT and decision.until is not None
         until = decision.until
         if decision.status is None:
-            return until  # waiting on an earlier post: nothing to show or store
+            # waiting on an earlier post; a hold that has run out no longer describes it
+            if row.status != DeliveryStatus.PENDING.value and (row.next_attempt_at or 0) <= now:
+                q.schedule_delivery(conn, row.id, status=DeliveryStatus.PENDING.value, next_attempt_at=None,
+                                    error=row.error, now=now)
+            return until
         if decision.hold is not None and account is not None:
             # the cause holds every delivery of the account (or service): one statement moves
             # them and their jobs, instead of each job being claimed only to wait again

@@ -400,7 +400,12 @@ class Pipeline:
             return Decision(Action.WAIT, f"circuit half-open for @{account.handle}: a probe is running",
                             DeliveryStatus.CIRCUIT_OPEN, until)
         spent: list[str] = []
+        # only a budget known and live now can be spent (the others cost no statement)
+        live = {r.key for r in budgets.rows if r.remaining is not None and r.reset_at is not None
+                and r.reset_at > now}
         for key, reserve in ((budgets.account_key, budgets.account_reserve), (budgets.host_key, budgets.reserve)):
+            if key not in live:
+                continue
             reset = q.spend_budget(conn, key, cost=1, reserve=reserve, now=now)
             if reset is not None:  # another worker spent the last of it since we looked
                 for done in spent:
@@ -412,11 +417,9 @@ class Pipeline:
                                 reset, hold="service" if key == budgets.host_key else "account")
             spent.append(key)
         q.start_attempt(conn, row.id, now)
-        account_row = q.account_by_id(conn, account.id)
-        assert account_row is not None
         cipher = self._cipher()
-        session = account_row["session_enc"]
-        return Credentials(cipher.decrypt(account_row["password_enc"]), cipher.decrypt(session) if session else None)
+        session = account.session_enc
+        return Credentials(cipher.decrypt(account.password_enc), cipher.decrypt(session) if session else None)
 
     def _attempt(self, post: Post, row: DeliveryRow, account_id: int, handle: str, service: str,
                  password: str, session: str | None, *, tried_before: bool) -> Attempt:

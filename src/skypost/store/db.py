@@ -27,6 +27,8 @@ SCHEMA_HEAD = "0003"
 JSON_COLUMNS = frozenset({"document", "args", "include_categories", "exclude_categories", "data", "accounts"})
 BOOL_COLUMNS = frozenset({"auto_syndicate", "tried", "enabled"})
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 
@@ -335,11 +337,17 @@ class Database:
 
     def probe(self) -> str | None:
         """Answer `SELECT 1` and return the schema revision; DatabaseError when that fails."""
-        if self.dialect == "sqlite":
+        if self.dialect == "sqlite" and self.sqlite_path() != ":memory:":
+            # open connections keep reading a deleted file, and from their WAL a clobbered
+            # one: look at the file itself
             path = self.sqlite_path()
-            # an open connection keeps reading a deleted file: look at the path itself
-            if path != ":memory:" and not os.path.isfile(path):
-                raise DatabaseError(f"the database file {path} is gone")
+            try:
+                with open(path, "rb") as handle:
+                    header = handle.read(len(SQLITE_HEADER))
+            except OSError as exc:
+                raise DatabaseError(f"the database file {path} cannot be read: {_one_line(exc)}") from None
+            if header != SQLITE_HEADER:
+                raise DatabaseError(f"the database file {path} is not a SQLite database")
         try:
             with self.connect() as conn:
                 conn.scalar("SELECT 1")

@@ -359,6 +359,7 @@ class Database:
         """Bring the schema to the newest Alembic revision (loads SQLAlchemy and Alembic)."""
         import sqlalchemy as sa
         from alembic import command
+        from alembic.util import CommandError
 
         self._raw()  # a clear DatabaseError (and a 0600 file) before Alembic opens it
         if self.dialect == "sqlite":
@@ -376,6 +377,11 @@ class Database:
                 cfg = alembic_config(self.url)
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
+        except CommandError as exc:  # e.g. a schema written by a newer skypost
+            raise DatabaseError(f"cannot upgrade the database schema to {SCHEMA_HEAD}: "
+                                f"{_one_line(exc)}") from None
+        except sa.exc.DBAPIError as exc:
+            raise DatabaseError(f"cannot upgrade the database schema: {_one_line(exc.orig)}") from None
         finally:
             engine.dispose()
 

@@ -381,7 +381,7 @@ class Database:
             raise DatabaseError(f"cannot upgrade the database schema to {SCHEMA_HEAD}: "
                                 f"{_one_line(exc)}") from None
         except sa.exc.DBAPIError as exc:
-            raise DatabaseError(f"cannot upgrade the database schema: {_one_line(exc.orig)}") from None
+            raise DatabaseError(f"cannot upgrade the database schema: {_one_line(exc.orig or exc)}") from None
         finally:
             engine.dispose()
 

@@ -6,6 +6,7 @@ obtained is stored (encrypted) so that the worker does not log in again.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, Sequence
 
 from skypost.crypto import Cipher
@@ -33,7 +34,10 @@ def _categories(values: Sequence[str] | None) -> list[str]:
 
 def verify_credentials(client_factory: Callable[..., Any], *, service: str, handle: str, password: str,
                        timeout: float) -> tuple[str, str]:
-    """Log in once; returns (did, session string). Raises AccountError with a clear reason."""
+    """Log in once; returns (did, session string). Raises AccountError with a clear reason.
+
+    The reason carries the status and error code only, never the server's text: the
+    service may be any host, and its answer is not ours to show."""
     from skypost.bluesky.client import CallError
 
     sessions: list[str] = []
@@ -43,14 +47,15 @@ def verify_credentials(client_factory: Callable[..., Any], *, service: str, hand
         did = client.login()
     except CallError as exc:
         failure = classify(exc.status, exc.error, exc.message, exc.headers)
+        answer = _answer(exc)
         if failure.kind is FailureKind.AUTH or exc.status == 400:
             raise AccountError(
-                f"Bluesky refused the login for @{handle}: {exc.message}. Check the handle and use an app "
+                f"Bluesky refused the login for @{handle} ({answer}). Check the handle and use an app "
                 "password (Settings → Privacy and security → App passwords)."
             ) from None
         if failure.kind is FailureKind.RATE_LIMITED:
-            raise AccountError(f"too many logins for @{handle} right now; try again later ({exc.message})") from None
-        raise AccountError(f"could not reach {service} to verify @{handle}: {exc}") from None
+            raise AccountError(f"too many logins for @{handle} right now; try again later ({answer})") from None
+        raise AccountError(f"could not reach {service} to verify @{handle} ({answer})") from None
     finally:
         client.close()
     if not sessions:
@@ -58,20 +63,62 @@ def verify_credentials(client_factory: Callable[..., Any], *, service: str, hand
     return did, sessions[-1]
 
 
-def validate_service(service: str) -> str:
+_ERROR_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.]{0,63}")
+_NETWORK = re.compile(r"network error \((\w+)\)")
+
+
+def _answer(exc: Any) -> str:
+    """"HTTP 401 AuthenticationRequired" or "no response (ConnectError)": no text of the server."""
+    if exc.status is None:
+        kind = _NETWORK.match(exc.message or "")
+        return f"no response ({kind.group(1)})" if kind else "no response"
+    code = exc.error if isinstance(exc.error, str) and _ERROR_CODE.fullmatch(exc.error) else None
+    return f"HTTP {exc.status}" + (f" {code}" if code else "")
+
+
+def validate_service(service: str, *, allow_private: bool = False,
+                     resolver: Callable[[str, int], Sequence[str]] | None = None) -> str:
+    """The service URL without a trailing slash. Refused (ValidationError naming `service`) when it
+    is not an http(s) URL or, unless allowed, when its host resolves to any private, loopback,
+    link-local or otherwise non-public address: skypost sends passwords there."""
     problem = check_http_url(service)
     if problem:
         raise ValidationError({"service": problem})
-    return service.rstrip("/")
+    service = service.rstrip("/")
+    if allow_private:
+        return service
+    from skypost.fetch import FetchError, address_refusal, check_url, default_resolver
+
+    try:
+        url = check_url(service)
+    except FetchError as exc:
+        raise ValidationError({"service": exc.reason}) from None
+    host = url.raw_host.decode("ascii")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        addresses = list((resolver or default_resolver)(host, port))
+    except (OSError, UnicodeError):
+        # a name that does not resolve reaches nobody; the login (or the worker) fails on it
+        return service
+    for address in addresses:
+        try:
+            why = address_refusal(address.split("%", 1)[0])
+        except ValueError:
+            why = f"refused: {address} is not an IP address"
+        if why:
+            raise ValidationError({"service": f"{why} ({host}); set SKYPOST_ALLOW_PRIVATE_URLS=1 "
+                                              "to allow private addresses"})
+    return service
 
 
 def add_account(db: Database, cipher: Cipher, client_factory: Callable[..., Any], *, handle: str, password: str,
                 service: str = DEFAULT_SERVICE, auto_syndicate: bool = True,
                 include_categories: Sequence[str] | None = None,
                 exclude_categories: Sequence[str] | None = None, verify: bool = True,
-                now: float, timeout: float = 30.0, did: str | None = None) -> Account:
+                now: float, timeout: float = 30.0, did: str | None = None,
+                allow_private: bool = False) -> Account:
     handle = normalize_handle(handle)
-    service = validate_service(service)
+    service = validate_service(service, allow_private=allow_private)
     if not password or not password.strip():
         raise ValidationError({"password": "is required (pass it on standard input)"})
     password = password.strip()
@@ -101,8 +148,10 @@ def update_account(db: Database, cipher: Cipher, client_factory: Callable[..., A
                    password: str | None = None, service: str | None = None, auto_syndicate: bool | None = None,
                    include_categories: Sequence[str] | None = None,
                    exclude_categories: Sequence[str] | None = None, now: float,
-                   timeout: float = 30.0) -> tuple[Account, int]:
-    """Returns the account and how many deliveries were queued again (after new credentials)."""
+                   timeout: float = 30.0, allow_private: bool = False) -> tuple[Account, int]:
+    """Returns the account and how many deliveries were queued again (after new credentials).
+
+    A new service is a new login: the app password must come with it, and is checked there."""
     handle = normalize_handle(handle)
     with db.connect() as conn:
         row = q.account_by_handle(conn, handle)
@@ -110,7 +159,12 @@ def update_account(db: Database, cipher: Cipher, client_factory: Callable[..., A
         raise ValidationError({"handle": f"no account @{handle}"})
     values: dict[str, Any] = {}
     if service is not None:
-        values["service"] = validate_service(service)
+        new_service = validate_service(service, allow_private=allow_private)
+        if new_service != row["service"]:
+            if password is None:
+                raise ValidationError({"password": "is required when the service changes (the login "
+                                                   "is checked again at the new service)"})
+            values["service"] = new_service
     if auto_syndicate is not None:
         values["auto_syndicate"] = auto_syndicate
     if include_categories is not None:
@@ -131,6 +185,10 @@ def update_account(db: Database, cipher: Cipher, client_factory: Callable[..., A
             requeued = _requeue_reauth_failures(conn, row["id"], handle, now)
             q.add_event(conn, ts=now, kind="account_reauth", account=handle,
                         message=f"new app password for @{handle}; {requeued} delivery(ies) queued again")
+        if "service" in values:
+            q.add_event(conn, ts=now, kind="account_service_changed", account=handle,
+                        message=f"@{handle} moved from {row['service']} to {values['service']} "
+                                "(logged in again there)")
         row = q.account_by_id(conn, row["id"])
     assert row is not None
     return account_from_row(row), requeued

@@ -31,6 +31,9 @@ if TYPE_CHECKING:  # the worker side is loaded on first use: submit stays fast
 
 DEFAULT_SERVICE = "https://bsky.social"
 PRUNE_JOB = "prune"
+# the dashboard's cookie-signing secret (web.session), encrypted in the settings table
+WEB_SESSION_KEY = "web_session_key"
+NO_ACCOUNT = "no account configured: add one (skypost account add), then retry"
 
 Clock = Callable[[], float]
 
@@ -96,24 +99,46 @@ class Skypost:
     # --- set-up --------------------------------------------------------------------
 
     def init(self) -> InitResult:
-        """Create or upgrade the schema, the secret key file and the activation time."""
-        from skypost.crypto import create_key_file
+        """Create or upgrade the schema, the secret key file, its check value and the activation time.
+
+        A key is created only while the database holds no secret: a new key could not read old ones."""
+        from skypost.crypto import (KEY_CHECK_SETTING, SecretKeyError, create_key_file, key_check,
+                                    load_cipher, verify_key)
 
         self.db.migrate()
+        with self.db.connect() as conn:
+            sample = q.encrypted_secret_sample(conn)
+            check = q.get_setting(conn, KEY_CHECK_SETTING)
         key_created = False
         key_file = None
         if not self.settings.secret_key:
             path = self.settings.key_file()
-            key_created = create_key_file(path)
             key_file = str(path)
+            if sample is not None and not path.exists():
+                raise SecretKeyError(
+                    f"the secret key file {path} is missing and the database holds secrets encrypted "
+                    "with it: restore the file or set SKYPOST_SECRET_KEY (a new key could not read them)")
+            key_created = create_key_file(path)
+        cipher = load_cipher(self.settings.secret_key, self.settings.key_file())
+        if sample is not None:
+            verify_key(cipher, check=check, sample=sample)
         with self.db.transaction() as conn:
+            if check is None or not cipher.can_read(check):  # no secret to lose: this key is the one
+                q.set_setting(conn, KEY_CHECK_SETTING, key_check(cipher))
+                session_key = q.get_setting(conn, WEB_SESSION_KEY)
+                if session_key is not None and not cipher.can_read(session_key):
+                    q.delete_setting(conn, WEB_SESSION_KEY)  # disposable: serve makes a new one
             q.insert_setting_if_missing(conn, "activated_at", repr(self.clock()))
+        self._cipher = cipher
         return InitResult(self.settings.database_url, key_file, key_created)
 
     def ensure_schema(self) -> None:
-        """Initialise on first use; cheap when the schema is current."""
-        if self.db.schema_revision() != SCHEMA_HEAD:
+        """Initialise on first use, upgrade an older schema; cheap when the schema is current."""
+        revision = self.db.schema_revision()
+        if revision is None:
             self.init()
+        elif revision != SCHEMA_HEAD:
+            self.db.migrate()
 
     @property
     def pipeline(self) -> "Pipeline":
@@ -128,14 +153,18 @@ class Skypost:
         return self._pipeline
 
     def cipher(self) -> "Cipher":
-        from skypost.crypto import create_key_file, load_cipher
+        """The cipher of the configured key, once it is known to read this database's secrets."""
+        from skypost.crypto import KEY_CHECK_SETTING, load_cipher, verify_key
 
         if self._cipher is None:
             with self._lock:
                 if self._cipher is None:
-                    if not self.settings.secret_key:
-                        create_key_file(self.settings.key_file())
-                    self._cipher = load_cipher(self.settings.secret_key, self.settings.key_file())
+                    cipher = load_cipher(self.settings.secret_key, self.settings.key_file())
+                    with self.db.connect() as conn:
+                        check = q.get_setting(conn, KEY_CHECK_SETTING)
+                        sample = q.encrypted_secret_sample(conn) if check is None else None
+                    verify_key(cipher, check=check, sample=sample)
+                    self._cipher = cipher
         return self._cipher
 
     def fetcher(self) -> Any:
@@ -260,7 +289,9 @@ class Skypost:
         return items
 
     def retry(self, post_id: str, account: str | None = None) -> dict[str, Any] | None:
-        """Queue the failed deliveries of a post again (or those of one account); None for an unknown id."""
+        """Queue the failed deliveries of a post again (or those of one account); None for an unknown id.
+
+        A post skipped because no account would take it is judged again against today's accounts."""
         if not valid_id(post_id):
             return None
         now = self.clock()
@@ -269,6 +300,7 @@ class Skypost:
             row = q.post_by_id(conn, post_id)
             if row is None:
                 return None
+            revived = row["status"] == "skipped" and _send_skipped_to_accounts(conn, row, now)
             deliveries = q.deliveries_for_posts(conn, [row["seq"]])
             if handle and not any(d["handle"] == handle for d in deliveries):
                 raise ValidationError({"account": f"post {post_id} has no delivery to @{handle}"})
@@ -286,6 +318,8 @@ class Skypost:
                 syndicator.requeue_post(conn, row["seq"], now)
                 q.add_event(conn, ts=now, kind="retry", post_id=post_id,
                             message=f"retry requested for {touched} delivery(ies)")
+                conn.after_commit(self.queue.notify)
+            elif revived:
                 conn.after_commit(self.queue.notify)
         return self.status(post_id)
 
@@ -328,7 +362,7 @@ class Skypost:
             self.db, self.cipher(), self.client_factory, handle=handle, password=password, service=service,
             auto_syndicate=auto_syndicate, include_categories=include_categories,
             exclude_categories=exclude_categories, verify=verify, now=self.clock(),
-            timeout=self.settings.http_timeout,
+            timeout=self.settings.http_timeout, allow_private=self.settings.allow_private_urls,
         )
         return account.to_json()
 
@@ -336,7 +370,8 @@ class Skypost:
         from skypost import accounts as acct
 
         account, requeued = acct.update_account(self.db, self.cipher(), self.client_factory, handle=handle,
-                                                now=self.clock(), timeout=self.settings.http_timeout, **changes)
+                                                now=self.clock(), timeout=self.settings.http_timeout,
+                                                allow_private=self.settings.allow_private_urls, **changes)
         if requeued:
             self.queue.notify()
         return {**account.to_json(), "requeued": requeued}
@@ -451,6 +486,26 @@ class Skypost:
             "feeds": [{k: f.get(k) for k in ("url", "enabled", "last_error", "next_poll_at", "last_polled_at")}
                       for f in self.feeds()],
         }
+
+
+def _send_skipped_to_accounts(conn: Any, row: Mapping[str, Any], now: float) -> bool:
+    """Deliveries and a job for a skipped post that today's accounts would take, in the caller's
+    transaction; False (with the reason updated) when it stays skipped."""
+    post = parse_post_document(row["document"])
+    cutoff = None if row["source"] == "feed" else syndicator.activation_cutoff(conn)
+    if syndicator.guard_reason(post, cutoff=cutoff, post_types=("post",)):
+        return False  # skipped for what the post is: another try cannot change that
+    candidates = [syndicator.account_from_row(r) for r in q.list_accounts(conn)]
+    selection = syndicator.select_accounts(post, candidates)
+    if not selection.accounts:
+        q.set_post_status(conn, row["seq"], "skipped", selection.reason if candidates else NO_ACCOUNT, now)
+        return False
+    syndicator.enqueue_deliveries(conn, row["seq"], selection.accounts, now=now)
+    q.set_post_status(conn, row["seq"], "pending", None, now)
+    handles = ", ".join("@" + a.handle for a in selection.accounts)
+    q.add_event(conn, ts=now, kind="retry", post_id=row["post_id"],
+                message=f"skipped post judged again on retry: queued for {handles}")
+    return True
 
 
 def iso_ts(value: float | None) -> str | None:

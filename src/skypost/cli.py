@@ -4,6 +4,7 @@ stderr, nothing written); 1 a bug."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sys
 from typing import Any, Callable, NoReturn, TypeVar
@@ -13,8 +14,31 @@ import click
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# terminal control characters (C0 but tab and newline, DEL, C1): a post's title must not
+# move the cursor, ring the bell or retitle the operator's terminal
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_BREAKS = re.compile(r"[\t\n\r]+")
+
+# only these commands may create a database: init, and serve (which documents it)
+CREATES_DATABASE = frozenset({"init", "serve"})
+# these refuse to start with a key that cannot read the stored secrets
+NEEDS_KEY = frozenset({"worker", "serve", "account"})
+# composes a record from its options and stores nothing
+NO_DATABASE = frozenset({"preview"})
+
+
+def clean(value: object) -> str:
+    """A value shown inside one line of human output: no control characters, no line breaks."""
+    return _CONTROLS.sub("", _BREAKS.sub(" ", str(value)))
+
+
+def say(text: str, *, err: bool = False) -> None:
+    """Human output (never --json): control characters removed, newlines kept."""
+    click.echo(_CONTROLS.sub("", text), err=err)
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
+    say(f"error: {clean(message)}", err=True)
     sys.exit(code)
 
 
@@ -23,17 +47,58 @@ def _print_json(data: Any) -> None:
 
 
 class Ctx:
-    def __init__(self, database_url: str | None):
+    def __init__(self, database_url: str | None, command: str | None = None):
         self.database_url = database_url
+        self.command = command  # the subcommand being run: what it may create and needs
         self._app: Any = None
 
     def app(self) -> Any:
+        """The Skypost of the database, which must exist unless this command may create it."""
         if self._app is None:
             from skypost.app import Skypost
             from skypost.config import load_settings
 
-            self._app = Skypost(load_settings(database_url=self.database_url))
+            settings = load_settings(database_url=self.database_url)
+            uses_database = self.command not in NO_DATABASE
+            creates = self.command in CREATES_DATABASE
+            if uses_database and not creates:
+                _require_database_file(settings.database_url)
+            app = Skypost(settings, auto_init=False)
+            try:
+                if creates:
+                    app.ensure_schema()
+                elif uses_database:
+                    _open_existing(app)
+                if self.command in NEEDS_KEY:
+                    app.cipher()  # a lost or wrong key stops us here, before any work
+            except BaseException:
+                app.close()
+                raise
+            self._app = app
         return self._app
+
+
+def _require_database_file(url: str) -> None:
+    from skypost.config import sqlite_path
+
+    path = sqlite_path(url)
+    if path is None:
+        return
+    if path.is_dir():
+        fail(f"{path.resolve()} is a directory, not a database file (see --database-url)")
+    if not path.exists():
+        fail(f"no database at {path.resolve()}; run skypost init")
+
+
+def _open_existing(app: Any) -> None:
+    """Refuse an uninitialised database; upgrade an older schema."""
+    from skypost.store.db import SCHEMA_HEAD, redact_url
+
+    revision = app.db.schema_revision()
+    if revision is None:
+        fail(f"no skypost database at {redact_url(app.settings.database_url)}; run skypost init")
+    if revision != SCHEMA_HEAD:
+        app.db.migrate()
 
 
 def guarded(fn: F) -> F:
@@ -44,14 +109,15 @@ def guarded(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from skypost.config import ConfigError
         from skypost.models import AccountError, ValidationError
+        from skypost.store.db import DatabaseError
 
         try:
             return fn(*args, **kwargs)
         except ValidationError as exc:
             for field, why in exc.errors.items():
-                click.echo(f"error: {field}: {why}", err=True)
+                say(f"error: {clean(field)}: {clean(why)}", err=True)
             sys.exit(2)
-        except (AccountError, ConfigError) as exc:
+        except (AccountError, ConfigError, DatabaseError) as exc:
             fail(str(exc))
         except Exception as exc:
             # a key problem is the user's to fix (exit 2); anything else is a bug (exit 1)
@@ -79,11 +145,10 @@ class LazyGroup(click.Group):
         if name in self.lazy and name not in self.commands:
             import importlib
 
+            # a failing import is a bug to show as it is, not an unknown command
             module, _, attr = self.lazy[name].partition(":")
-            try:
-                return getattr(importlib.import_module(module), attr)
-            except (ImportError, AttributeError):
-                return None
+            command: click.Command = getattr(importlib.import_module(module), attr)
+            return command
         return super().get_command(ctx, name)
 
 
@@ -94,7 +159,7 @@ class LazyGroup(click.Group):
 @click.pass_context
 def main(ctx: click.Context, database_url: str | None) -> None:
     """skypost: syndicate your site's posts to Bluesky, in the background, exactly once."""
-    ctx.obj = Ctx(database_url)
+    ctx.obj = Ctx(database_url, ctx.invoked_subcommand)
 
 
 pass_ctx = click.make_pass_decorator(Ctx)
@@ -108,13 +173,15 @@ def init(ctx: Ctx) -> None:
     from skypost.app import Skypost
     from skypost.config import load_settings
 
-    app = Skypost(load_settings(database_url=ctx.database_url), auto_init=False)
-    result = app.init()
-    click.echo(f"database ready: {result.database}")
+    from skypost.store.db import redact_url
+
+    with Skypost(load_settings(database_url=ctx.database_url), auto_init=False) as app:
+        result = app.init()
+    say(f"database ready: {redact_url(result.database)}")
     if result.key_file:
-        click.echo(f"secret key: {result.key_file}" + (" (created, mode 0600)" if result.key_created else ""))
+        say(f"secret key: {result.key_file}" + (" (created, mode 0600)" if result.key_created else ""))
     else:
-        click.echo("secret key: from SKYPOST_SECRET_KEY")
+        say("secret key: from SKYPOST_SECRET_KEY")
 
 
 # --- accounts -------------------------------------------------------------------
@@ -154,7 +221,7 @@ def account_add(ctx: Ctx, handle: str, password_stdin: bool, service: str, manua
     password = _read_password(password_stdin)
     data = ctx.app().add_account(handle, password, service=service, auto_syndicate=not manual,
                                  include_categories=include_category, exclude_categories=exclude_category)
-    click.echo(f"added @{data['handle']} ({data['did']}) on {data['service']}")
+    say(f"added @{data['handle']} ({clean(data['did'])}) on {clean(data['service'])}")
 
 
 @account.command("list")
@@ -168,16 +235,16 @@ def account_list(ctx: Ctx, as_json: bool) -> None:
         _print_json(rows)
         return
     if not rows:
-        click.echo("no accounts yet: skypost account add HANDLE --password-stdin")
+        say("no accounts yet: skypost account add HANDLE --password-stdin")
     for a in rows:
         rules = []
         if a["include_categories"]:
             rules.append("include " + ", ".join(a["include_categories"]))
         if a["exclude_categories"]:
             rules.append("exclude " + ", ".join(a["exclude_categories"]))
-        click.echo(f"@{a['handle']}  {a['did']}  {a['service']}  "
-                   f"{'auto' if a['auto_syndicate'] else 'manual'}  {a['state']}"
-                   + (f"  [{'; '.join(rules)}]" if rules else ""))
+        say(clean(f"@{a['handle']}  {a['did']}  {a['service']}  "
+                  f"{'auto' if a['auto_syndicate'] else 'manual'}  {a['state']}"
+                  + (f"  [{'; '.join(rules)}]" if rules else "")))
 
 
 @account.command("update")
@@ -211,8 +278,8 @@ def account_update(ctx: Ctx, handle: str, password_stdin: bool, service: str | N
     if not changes:
         fail("nothing to change (see skypost account update --help)")
     data = ctx.app().update_account(handle, **changes)
-    click.echo(f"updated @{data['handle']} ({data['state']})"
-               + (f"; {data['requeued']} delivery(ies) queued again" if data["requeued"] else ""))
+    say(f"updated @{data['handle']} ({data['state']})"
+        + (f"; {data['requeued']} delivery(ies) queued again" if data["requeued"] else ""))
 
 
 @account.command("remove")
@@ -222,7 +289,8 @@ def account_update(ctx: Ctx, handle: str, password_stdin: bool, service: str | N
 def account_remove(ctx: Ctx, handle: str) -> None:
     """Remove an account (its unfinished deliveries fail)."""
     failed = ctx.app().remove_account(handle)
-    click.echo(f"removed @{handle.lstrip('@').lower()}" + (f"; {failed} unfinished delivery(ies) failed" if failed else ""))
+    say(f"removed @{clean(handle.lstrip('@').lower())}"
+        + (f"; {failed} unfinished delivery(ies) failed" if failed else ""))
 
 
 # --- posts ------------------------------------------------------------------------
@@ -278,7 +346,7 @@ def _document(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _print_status(data: dict[str, Any]) -> None:
-    click.echo(f"post {data['id']}: {data['status']}" + (f" ({data['reason']})" if data.get("reason") else ""))
+    say(clean(f"post {data['id']}: {data['status']}" + (f" ({data['reason']})" if data.get("reason") else "")))
     for d in data["deliveries"]:
         line = f"  @{d['account']}: {d['status']}, {d['attempts']} attempt(s)"
         if d.get("url"):
@@ -287,7 +355,7 @@ def _print_status(data: dict[str, Any]) -> None:
             line += f", next attempt {d['next_attempt_at']}"
         if d.get("error") and d["status"] != "completed":
             line += f" — {d['error']}"
-        click.echo(line)
+        say(clean(line))
 
 
 @main.command()
@@ -333,7 +401,7 @@ def preview(ctx: Ctx, **kwargs: Any) -> None:
                                  "size": len(data)}
     _print_json(record)
     for warning in composed.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        say(f"warning: {clean(warning)}", err=True)
 
 
 @main.command()
@@ -354,20 +422,22 @@ def status(ctx: Ctx, post_id: str | None, as_json: bool) -> None:
     posts = app.list_posts(limit=20)
     due = health["jobs"].get("due", 0)
     if due and not health["worker_seen_recently"]:
-        click.echo(f"warning: {due} job(s) are due but no worker has been seen recently "
-                   f"(last heartbeat: {health['last_worker_heartbeat'] or 'never'}); run `skypost worker`",
-                   err=True)
+        say(f"warning: {due} job(s) are due but no worker has been seen recently "
+            f"(last heartbeat: {health['last_worker_heartbeat'] or 'never'}); run `skypost worker`", err=True)
     if as_json:
         _print_json({"health": health, "posts": posts})
         return
-    click.echo("paused" if health["paused"] else "running" if health["worker_seen_recently"] else "no worker running")
+    if health["paused"]:
+        say("paused")
+    else:
+        say("running" if health["worker_seen_recently"] else "no worker running")
     for a in health["accounts"]:
-        click.echo(f"@{a['handle']}: {a['state']}, breaker {a['breaker']}")
+        say(f"@{a['handle']}: {a['state']}, breaker {a['breaker']}")
     for f in health["feeds"]:
         state = "disabled" if not f["enabled"] else f"next poll {f['next_poll_at']}"
-        click.echo(f"feed {f['url']}: {state}" + (f", last error: {f['last_error']}" if f["last_error"] else ""))
+        say(clean(f"feed {f['url']}: {state}" + (f", last error: {f['last_error']}" if f["last_error"] else "")))
     for p in posts:
-        click.echo(f"{p['id']}: {p['status']}  {p['title'][:60]}")
+        say(clean(f"{p['id']}: {p['status']}  {clean(p['title'])[:60]}"))
 
 
 @main.command()
@@ -389,7 +459,7 @@ def retry(ctx: Ctx, post_id: str, account: str | None) -> None:
 def pause(ctx: Ctx) -> None:
     """Hold all syndication (jobs stay queued)."""
     ctx.app().pause()
-    click.echo("paused: nothing is sent until `skypost resume`")
+    say("paused: nothing is sent until `skypost resume`")
 
 
 @main.command()
@@ -398,7 +468,7 @@ def pause(ctx: Ctx) -> None:
 def resume(ctx: Ctx) -> None:
     """Resume syndication."""
     ctx.app().resume()
-    click.echo("resumed")
+    say("resumed")
 
 
 @main.command()
@@ -415,7 +485,7 @@ def log(ctx: Ctx, limit: int, as_json: bool) -> None:
     for e in rows:
         who = f" @{e['account']}" if e["account"] else ""
         post = f" [{e['post_id']}]" if e["post_id"] else ""
-        click.echo(f"{e['ts']} {e['level']:<7} {e['kind']}{post}{who}: {e['message']}")
+        say(clean(f"{e['ts']} {e['level']:<7} {e['kind']}{post}{who}: {e['message']}"))
 
 
 @main.command()
@@ -432,13 +502,13 @@ def worker(ctx: Ctx, burst: bool, concurrency: int) -> None:
     w = app.make_worker(burst=burst, concurrency=concurrency)
 
     def stop(signum: int, _frame: Any) -> None:
-        click.echo(f"received signal {signum}: finishing the delivery in hand, then exiting", err=True)
+        say(f"received signal {signum}: finishing the delivery in hand, then exiting", err=True)
         w.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     done = w.run()
-    click.echo(f"worker stopped after {done} job(s)", err=True)
+    say(f"worker stopped after {done} job(s)", err=True)
 
 
 if __name__ == "__main__":

@@ -170,3 +170,32 @@ def test_pause_resume_cli(cli_env, make_account, pds, proxy):
     assert run(cli_env, "resume").returncode == 0
     run(cli_env, "worker", "--burst")
     assert json.loads(run(cli_env, "status", "1", "--json").stdout)["status"] == "completed"
+
+
+def test_retry_sends_a_post_skipped_for_want_of_an_account(cli_env, make_account, pds, proxy):
+    """Submitted before any account existed: `retry` judges it again against today's accounts."""
+    assert run(cli_env, "init").returncode == 0
+    first = run(cli_env, "submit", "--id", "1", "--title", "Early bird", "--url", "https://e.com/1", "--json")
+    assert json.loads(first.stdout)["status"] == "skipped"
+    assert run(cli_env, "submit", "--id", "2", "--title", "Not for Bluesky", "--url", "https://e.com/2",
+               "--no-syndicate").returncode == 0
+    still = run(cli_env, "retry", "1")
+    assert still.returncode == 0 and "skipped (no account configured" in still.stdout
+    assert json.loads(run(cli_env, "submit", "--id", "1", "--title", "Early bird", "--url",
+                          "https://e.com/1", "--json").stdout)["status"] == "skipped"  # a re-submit is known
+
+    alice = make_account("late")
+    assert run(cli_env, "account", "add", alice.handle, "--password-stdin", "--service", proxy.url,
+               stdin=alice.app_password + "\n").returncode == 0
+    retried = run(cli_env, "retry", "1")
+    assert retried.returncode == 0, retried.stderr
+    assert "post 1: pending" in retried.stdout and f"@{alice.handle}: pending" in retried.stdout
+    assert "skipped" in run(cli_env, "retry", "2").stdout  # skipped for what it is: stays skipped
+    assert run(cli_env, "worker", "--burst").returncode == 0
+    status = json.loads(run(cli_env, "status", "1", "--json").stdout)
+    assert status["status"] == "completed" and status["reason"] is None, status
+    assert json.loads(run(cli_env, "status", "2", "--json").stdout)["status"] == "skipped"
+    assert run(cli_env, "retry", "1").returncode == 0
+    assert run(cli_env, "worker", "--burst").returncode == 0
+    posts = pds.list_posts(alice.did)
+    assert len(posts) == 1 and "Early bird" in json.dumps(posts)

@@ -242,3 +242,33 @@ def test_openapi_schema_is_served(web):
     assert {"/api/v1/posts", "/api/v1/posts/{post_id}", "/api/v1/posts/{post_id}/retry", "/api/v1/pause",
             "/api/v1/resume", "/api/v1/accounts", "/api/v1/health", "/api/v1/events", "/hooks/{name}",
             "/metrics", "/healthz"} <= set(schema["paths"])
+
+
+def test_healthz_is_503_when_the_database_is_gone_or_broken(web, db_url, tmp_path):
+    import psycopg
+
+    from tests.conftest import PG_ADMIN_URL
+
+    c = web.client
+    assert c.get("/healthz").json() == {"status": "ok"}
+    if web.app.db.is_sqlite:
+        db = tmp_path / "skypost.db"
+        saved = db.read_bytes()
+        db.write_bytes(b"this is not a database" * 300)  # broken under the open connections
+        r = c.get("/healthz")
+        assert r.status_code == 503 and r.json() == {"error": "the database cannot be reached"}
+        for suffix in ("", "-wal", "-shm"):
+            (tmp_path / f"skypost.db{suffix}").unlink(missing_ok=True)
+        assert c.get("/healthz").status_code == 503  # gone
+        assert not db.exists()  # and the probe did not make a new one
+        db.write_bytes(saved)
+    else:
+        name = db_url.rsplit("/", 1)[1]
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        assert c.get("/healthz").status_code == 503
+        assert c.get("/healthz").status_code == 503  # a reconnect fails too
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')  # an empty database: no schema
+        r = c.get("/healthz")
+        assert r.status_code == 503 and "run skypost init" in r.json()["error"]

@@ -28,6 +28,7 @@ def cli(db_url, monkeypatch):
 
 
 def test_token_lifecycle(cli, db_url, make_app):
+    assert cli("init").exit_code == 0  # commands other than init and serve need a database
     created = cli("token", "create", "ci")
     assert created.exit_code == 0, created.output
     token = created.stdout.strip()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import sqlite3
 import threading
@@ -26,11 +27,37 @@ SCHEMA_HEAD = "0004"
 JSON_COLUMNS = frozenset({"document", "args", "include_categories", "exclude_categories", "data", "accounts"})
 BOOL_COLUMNS = frozenset({"auto_syndicate", "tried", "enabled"})
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 
 class DatabaseError(RuntimeError):
     pass
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, fit for an error message."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
+        return parts._replace(netloc=netloc).geturl()
+    except ValueError:
+        return "(an unparsable URL)"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _missing_table(exc: BaseException) -> bool:
+    """The error of a query on a table that does not exist (an uninitialised database)."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return "no such table" in str(exc)
+    return type(exc).__name__ == "UndefinedTable"
 
 
 def normalize_url(url: str) -> str:
@@ -114,9 +141,11 @@ class Database:
 
     def __init__(self, url: str):
         self.url = normalize_url(url)
+        self.display_url = redact_url(url)  # for messages: as given, without a password
         self.dialect = "postgresql" if self.url.startswith("postgresql") else "sqlite"
-        if self.dialect == "sqlite" and not self.url.startswith("sqlite"):
-            raise DatabaseError(f"unsupported database URL {url!r} (use sqlite:///FILE or postgresql://...)")
+        if self.dialect == "sqlite" and not self.url.startswith("sqlite:"):
+            raise DatabaseError(f"unsupported database URL {redact_url(url)!r} "
+                                "(use sqlite:///FILE or postgresql://USER@HOST/DB)")
         self._local = threading.local()
         self._all: list[Any] = []
         self._lock = threading.Lock()
@@ -140,25 +169,52 @@ class Database:
         parts = urlsplit(self.url.replace("postgresql+psycopg://", "postgresql://", 1))
         return parts._replace(path=parts.path).geturl() if parts.path else parts.geturl()
 
+    def _driver_errors(self) -> tuple[type[BaseException], ...]:
+        if self.dialect == "sqlite":
+            return (sqlite3.Error,)
+        import psycopg
+
+        return (psycopg.Error,)
+
     def _open(self) -> Any:
         raw: Any
         if self.dialect == "sqlite":
             path = self.sqlite_path()
-            if path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            raw = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+            try:
+                raw = self._open_sqlite(path)
+            except (sqlite3.Error, OSError) as exc:
+                raise DatabaseError(f"cannot open the SQLite database {path}: {_one_line(exc)}") from None
+        else:
+            import psycopg
+            from psycopg.rows import dict_row
+
+            try:
+                raw = psycopg.connect(self.conninfo(), autocommit=True, row_factory=dict_row)
+            except psycopg.Error as exc:
+                raise DatabaseError(f"cannot connect to PostgreSQL at {self.display_url}: "
+                                    f"{_one_line(exc)}") from None
+        with self._lock:
+            self._all.append(raw)
+        return raw
+
+    @staticmethod
+    def _open_sqlite(path: str) -> sqlite3.Connection:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # it holds encrypted secrets and tokens: owner only; SQLite gives the -wal and
+            # -shm files the database file's mode
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        raw = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        try:
             raw.row_factory = _sqlite_dict
             raw.execute("PRAGMA journal_mode=WAL")
             raw.execute("PRAGMA synchronous=NORMAL")
             raw.execute("PRAGMA foreign_keys=ON")
             raw.execute("PRAGMA busy_timeout=30000")
-        else:
-            import psycopg
-            from psycopg.rows import dict_row
-
-            raw = psycopg.connect(self.conninfo(), autocommit=True, row_factory=dict_row)
-        with self._lock:
-            self._all.append(raw)
+        except sqlite3.Error:
+            raw.close()
+            raise
         return raw
 
     def _raw(self) -> Any:
@@ -268,18 +324,44 @@ class Database:
     # --- schema -------------------------------------------------------------------
 
     def schema_revision(self) -> str | None:
-        """The stored revision, read without loading Alembic; None if uninitialised."""
+        """The stored revision, read without loading Alembic; None if uninitialised.
+
+        DatabaseError when the database cannot answer (gone, refused, not a database)."""
         try:
-            with self.transaction() as conn:
+            with self.connect() as conn:
                 return conn.scalar("SELECT version_num FROM alembic_version")
-        except Exception:  # noqa: BLE001 - no table yet
-            return None
+        except self._driver_errors() as exc:
+            if _missing_table(exc):
+                return None
+            raise DatabaseError(f"the database cannot be read: {_one_line(exc)}") from None
+
+    def probe(self) -> str | None:
+        """Answer `SELECT 1` and return the schema revision; DatabaseError when that fails."""
+        if self.dialect == "sqlite" and self.sqlite_path() != ":memory:":
+            # open connections keep reading a deleted file, and from their WAL a clobbered
+            # one: look at the file itself
+            path = self.sqlite_path()
+            try:
+                with open(path, "rb") as handle:
+                    header = handle.read(len(SQLITE_HEADER))
+            except OSError as exc:
+                raise DatabaseError(f"the database file {path} cannot be read: {_one_line(exc)}") from None
+            if header != SQLITE_HEADER:
+                raise DatabaseError(f"the database file {path} is not a SQLite database")
+        try:
+            with self.connect() as conn:
+                conn.scalar("SELECT 1")
+        except self._driver_errors() as exc:
+            raise DatabaseError(f"the database does not answer: {_one_line(exc)}") from None
+        return self.schema_revision()
 
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision (loads SQLAlchemy and Alembic)."""
         import sqlalchemy as sa
         from alembic import command
+        from alembic.util import CommandError
 
+        self._raw()  # a clear DatabaseError (and a 0600 file) before Alembic opens it
         if self.dialect == "sqlite":
             path = self.sqlite_path()
             if path != ":memory:":
@@ -295,6 +377,11 @@ class Database:
                 cfg = alembic_config(self.url)
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
+        except CommandError as exc:  # e.g. a schema written by a newer skypost
+            raise DatabaseError(f"cannot upgrade the database schema to {SCHEMA_HEAD}: "
+                                f"{_one_line(exc)}") from None
+        except sa.exc.DBAPIError as exc:
+            raise DatabaseError(f"cannot upgrade the database schema: {_one_line(exc.orig or exc)}") from None
         finally:
             engine.dispose()
 

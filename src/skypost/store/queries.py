@@ -658,3 +658,15 @@ def last_heartbeat(conn: Conn) -> float | None:
 
 def list_workers(conn: Conn) -> list[Row]:
     return conn.all("SELECT * FROM workers ORDER BY heartbeat_at DESC")
+
+
+# --- secrets and re-evaluated posts (kept apart from the queries above) --------------------
+
+def encrypted_secret_sample(conn: Conn) -> str | None:
+    """One stored secret (an account's password or a hook's signing secret), or None."""
+    return conn.scalar("SELECT password_enc AS v FROM accounts UNION ALL "
+                       "SELECT secret_enc AS v FROM hooks LIMIT 1")
+
+
+def delete_setting(conn: Conn, key: str) -> None:
+    conn.execute("DELETE FROM settings WHERE key = :key", {"key": key})

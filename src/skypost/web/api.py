@@ -202,7 +202,8 @@ def routes(skypost: Skypost, offload: Offload) -> list[BaseRoute]:
                 values["password"] = values.pop("app_password")
             account = await offload(skypost.update_account, handle, **values)
         except ValidationError as exc:
-            return field_errors(exc.errors)
+            # the Python API names it `password`; this body calls it `app_password`
+            return field_errors({("app_password" if k == "password" else k): v for k, v in exc.errors.items()})
         except AccountError as exc:
             return account_error(exc)
         return JSONResponse(account)

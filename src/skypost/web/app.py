@@ -25,6 +25,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from skypost.app import Skypost
+from skypost.store.db import SCHEMA_HEAD, DatabaseError
 from skypost.web import api, cookies, dashboard, metrics, session, webhooks
 from skypost.web.auth import BearerAuth
 from skypost.web.http import BodyLimit, Offload, SecurityHeaders, json_error
@@ -61,9 +62,12 @@ def create_app(skypost: Skypost, *, services: Sequence[Service] = (), max_body_b
 
     async def healthz(request: Request) -> Response:
         try:
-            await offload(skypost.db.schema_revision)
-        except Exception:  # noqa: BLE001 - any failure means "not healthy"
+            revision = await offload(skypost.db.probe)
+        except DatabaseError as exc:
+            log.error("health check: %s", exc)  # the details stay in the log: no token here
             return json_error(503, "the database cannot be reached")
+        if revision != SCHEMA_HEAD:
+            return json_error(503, "the database schema is not current: run skypost init")
         return JSONResponse({"status": "ok"})
 
     async def metrics_endpoint(request: Request) -> Response:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import struct
 import subprocess
 import sys
 import zlib
@@ -41,9 +42,18 @@ def run_child(call: str, *, hard_timeout: float, **args: Any) -> dict[str, Any]:
 
 
 def gzip_zeros(size: int) -> bytes:
-    """`size` zero bytes (a multiple of 1 MiB) as gzip: 1 GiB in about 1 MB, instantly
-    (one compressed member repeated: gzip allows a stream of members)."""
-    return gzip.compress(bytes(MiB), 9) * (size // MiB)
+    """`size` zero bytes (a multiple of 1 MiB) as one gzip member: 1 GiB in about 1 MB,
+    in half a second. After a full flush the compressor starts afresh, so every further
+    MiB of zeros compresses to the same bytes: they are repeated, not recomputed."""
+    block = bytes(MiB)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    first = compressor.compress(block) + compressor.flush(zlib.Z_FULL_FLUSH)
+    again = compressor.compress(block) + compressor.flush(zlib.Z_FULL_FLUSH)
+    crc = 0
+    for _ in range(size // MiB):
+        crc = zlib.crc32(block, crc)
+    end = b"\x03\x00"  # an empty final block
+    return first + again * (size // MiB - 1) + end + struct.pack("<II", crc, size & 0xFFFFFFFF)
 
 
 def double_gzip_bomb() -> bytes:

@@ -36,8 +36,7 @@ def _redirect(to: str):
     return handler
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[HostileServer]:
+def hostile_server() -> HostileServer:
     gzip2 = double_gzip_bomb()
     zstd = zstd_bomb()
     gz = gzip_zeros(1024 * MiB)
@@ -59,6 +58,12 @@ def server() -> Iterator[HostileServer]:
     }
     srv = HostileServer(routes)
     srv.routes["/redirect-to-drip"] = _redirect(srv.url("/header-drip"))
+    return srv
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[HostileServer]:
+    srv = hostile_server()
     yield srv
     srv.close()
 

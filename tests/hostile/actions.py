@@ -4,6 +4,7 @@ feed path without a database (fetch + parse) and a whole poll through the worker
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from cryptography.fernet import Fernet
@@ -57,12 +58,14 @@ def poll(url: str, *, database: str, timeout: float, total_timeout: float) -> di
         added = feeds.add_feed(app, url, interval=INTERVAL)
         feed_id = added.feed["id"]
         clock.now += INTERVAL
+        started = time.monotonic()
         app.run_worker(burst=True)
+        poll_wall = round(time.monotonic() - started, 3)
         with app.db.connect() as conn:
             row = qf.feed_by_id(conn, feed_id)
             jobs = qf.live_poll_jobs(conn, feed_id)
         titles = [p["title"] for p in app.list_posts(limit=100)]
         return {"last_error": row["last_error"], "error_count": row["error_count"], "enabled": row["enabled"],
-                "poll_jobs": len(jobs), "posts": titles}
+                "poll_jobs": len(jobs), "posts": titles, "poll_wall": poll_wall}
     finally:
         app.close()

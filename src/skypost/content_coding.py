@@ -81,7 +81,8 @@ def _zlib(raw: Iterable[bytes], wbits: int, piece: int, *, members: bool) -> Ite
     try:
         for chunk in raw:
             data, pending = pending + chunk, b""
-            while data:
+            more = False  # zlib may hold decoded bytes beyond a cut output, with no input left
+            while data or more:
                 if decoder.eof:
                     # gzip allows several members one after the other; anything else
                     # after the end of the stream is ignored, as other clients do
@@ -92,7 +93,8 @@ def _zlib(raw: Iterable[bytes], wbits: int, piece: int, *, members: bool) -> Ite
                         break
                     decoder = zlib.decompressobj(wbits)
                 out = decoder.decompress(data, piece)
-                data = decoder.unconsumed_tail or (decoder.unused_data if decoder.eof else b"")
+                more = len(out) == piece and not decoder.eof
+                data = decoder.unused_data if decoder.eof else decoder.unconsumed_tail
                 if out:
                     yield out
     except zlib.error as exc:

@@ -42,7 +42,12 @@ from typing import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 
 import httpx
 
-from skypost.content_coding import ContentCodingError, accept_encoding, decoded, parse_content_encoding
+from skypost.content_coding import (
+    ContentCodingError,
+    accept_encoding,
+    decoded,
+    parse_content_encoding,
+)
 
 __all__ = [
     "FetchError",
@@ -425,7 +430,7 @@ class SafeFetcher:
             for piece in decoded(_capped(raw, cap, url), coding):
                 body += piece
                 if len(body) > cap:
-                    raise FetchError(f"{url} is larger than the limit of {cap:,} bytes", kind="too_large", url=url)
+                    raise _too_large(url, cap)
                 if time.monotonic() > deadline:
                     raise FetchError(f"timed out reading {url}", kind="timeout", url=url)
         except ContentCodingError as exc:
@@ -449,8 +454,12 @@ def _capped(raw: Iterable[bytes], cap: int, url: str) -> Iterator[bytes]:
     for chunk in raw:
         total += len(chunk)
         if total > cap:
-            raise FetchError(f"{url} is larger than the limit of {cap:,} bytes", kind="too_large", url=url)
+            raise _too_large(url, cap)
         yield chunk
+
+
+def _too_large(url: str, cap: int) -> FetchError:
+    return FetchError(f"{url} is larger than the limit of {cap:,} bytes", kind="too_large", url=url)
 
 
 class _Watchdog:

@@ -200,21 +200,25 @@ def test_documents_that_are_not_usable_feeds(doc, content_type, expected):
 
 @pytest.mark.parametrize("prefix", [b"\n", b"\r\n\r\n  \t", b"\xef\xbb\xbf\n "])
 def test_whitespace_before_the_xml_declaration_is_accepted(prefix):
-    doc = prefix + rss([E(guid="urn:ws:1", title="Spaced", link="https://blog.example.com/ws", published=ts(T0))])
+    entry = E(guid="urn:ws:1", title="Spaced", link="https://blog.example.com/ws", published=ts(T0))
+    doc = prefix + rss([entry])
     parsed = parse_feed(doc, base_url=BASE)
     assert [e.title for e in parsed.entries] == ["Spaced"]
 
 
 def test_whitespace_before_the_root_element_alone_is_unchanged():
-    doc = rss([E(guid="urn:ws:2", title="Plain", link="https://blog.example.com/p", published=ts(T0))])
-    assert [e.title for e in parse_feed(b"\n  " + doc.split(b"?>", 1)[1], base_url=BASE).entries] == ["Plain"]
+    doc = rss([E(guid="urn:ws:2", title="Plain", link="https://blog.example.com/p",
+                 published=ts(T0))])
+    without_declaration = b"\n  " + doc.split(b"?>", 1)[1]
+    assert [e.title for e in parse_feed(without_declaration, base_url=BASE).entries] == ["Plain"]
 
 
 def test_a_body_that_names_a_local_file_is_not_opened(tmp_path):
     local = tmp_path / "secret-feed.xml"
-    local.write_bytes(rss([E(guid="urn:local:1", title="Local secret", link="https://blog.example.com/s",
-                            published=ts(T0))]))
-    for body in (str(local).encode(), str(local).encode() + b"\n", b"file://" + str(local).encode()):
+    local.write_bytes(rss([E(guid="urn:local:1", title="Local secret", published=ts(T0),
+                            link="https://blog.example.com/s")]))
+    name = str(local).encode()
+    for body in (name, name + b"\n", b"file://" + name):
         with pytest.raises(FeedParseError) as info:
             parse_feed(body, base_url=BASE)
         assert "not an RSS or Atom feed" in info.value.reason

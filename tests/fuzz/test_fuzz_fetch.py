@@ -176,9 +176,9 @@ small_payloads = st.binary(max_size=3000) | st.integers(0, 200_000).map(bytes)
 
 
 @FUZZ
-@given(coding=st.sampled_from(["gzip", "deflate", "zstd"]), payload=small_payloads, raw_deflate=st.booleans(),
-       sizes=st.lists(st.integers(1, 70_000), min_size=1, max_size=5), piece=st.integers(1, 100_000),
-       members=st.integers(1, 3))
+@given(coding=st.sampled_from(["gzip", "deflate", "zstd"]), payload=small_payloads,
+       raw_deflate=st.booleans(), sizes=st.lists(st.integers(1, 70_000), min_size=1, max_size=5),
+       piece=st.integers(1, 100_000), members=st.integers(1, 3))
 def test_the_decoder_gives_the_body_in_bounded_pieces(coding, payload, raw_deflate, sizes, piece,
                                                       members) -> None:
     wire = encode(coding, payload, raw_deflate)

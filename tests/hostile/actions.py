@@ -65,7 +65,8 @@ def poll(url: str, *, database: str, timeout: float, total_timeout: float) -> di
             row = qf.feed_by_id(conn, feed_id)
             jobs = qf.live_poll_jobs(conn, feed_id)
         titles = [p["title"] for p in app.list_posts(limit=100)]
-        return {"last_error": row["last_error"], "error_count": row["error_count"], "enabled": row["enabled"],
-                "poll_jobs": len(jobs), "posts": titles, "poll_wall": poll_wall}
+        return {"last_error": row["last_error"], "error_count": row["error_count"],
+                "enabled": row["enabled"], "poll_jobs": len(jobs), "posts": titles,
+                "poll_wall": poll_wall}
     finally:
         app.close()

@@ -26,8 +26,8 @@ def main() -> None:
     try:
         result = {"outcome": "returned", **call(**spec["args"])}
     except BaseException as exc:  # noqa: BLE001 - whatever escapes is the finding
-        result = {"outcome": "raised", "type": type(exc).__name__, "kind": getattr(exc, "kind", None),
-                  "reason": str(exc)[:500]}
+        result = {"outcome": "raised", "type": type(exc).__name__,
+                  "kind": getattr(exc, "kind", None), "reason": str(exc)[:500]}
     result["wall"] = round(time.monotonic() - started, 3)
     result["maxrss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(json.dumps(result), flush=True)

@@ -31,10 +31,12 @@ def run_child(call: str, *, hard_timeout: float, **args: Any) -> dict[str, Any]:
     env["PYTHONPATH"] = os.pathsep.join(
         [src, str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     try:
-        proc = subprocess.run([sys.executable, "-m", "tests.hostile.child", json.dumps(spec)], cwd=ROOT,
-                              env=env, capture_output=True, text=True, timeout=hard_timeout)
+        proc = subprocess.run([sys.executable, "-m", "tests.hostile.child", json.dumps(spec)],
+                              cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=hard_timeout)
     except subprocess.TimeoutExpired:
-        raise AssertionError(f"{call}{args} still running after {hard_timeout} s (killed)") from None
+        raise AssertionError(f"{call}{args} still running after {hard_timeout} s (killed)") \
+            from None
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         raise AssertionError(f"the child died (exit {proc.returncode}): {proc.stderr[-2000:]}")

@@ -25,8 +25,8 @@ LATER = datetime(2030, 1, 1, tzinfo=timezone.utc)  # after the feed is added: su
 
 
 def feed(*titles: str) -> bytes:
-    return rss([E(guid=f"urn:h:{t}", title=t, link=f"https://blog.example.com/{t.replace(' ', '-')}",
-                  published=LATER) for t in titles])
+    return rss([E(guid=f"urn:h:{t}", title=t, published=LATER,
+                  link=f"https://blog.example.com/{t.replace(' ', '-')}") for t in titles])
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +39,15 @@ def local_feed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def server(local_feed: Path) -> Iterator[HostileServer]:
     first = serve(feed("Old"), FEED)
-    header_drip = b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\nX-Pad: " + b"a" * 4000 + b"\r\n\r\n"
+    header_drip = (b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\nX-Pad: "
+                   + b"a" * 4000 + b"\r\n\r\n")
     srv = HostileServer({
         "/path": first_then(first, serve(str(local_feed).encode(), FEED)),
         "/dev-zero": first_then(first, serve(b"/dev/zero", FEED)),
-        "/gzip2": first_then(first, serve(double_gzip_bomb(), {**FEED, "Content-Encoding": "gzip, gzip"})),
-        "/zstd": first_then(first, stream(lambda: chunks(zstd_bomb()), {**FEED, "Content-Encoding": "zstd"})),
+        "/gzip2": first_then(first, serve(double_gzip_bomb(),
+                                          {**FEED, "Content-Encoding": "gzip, gzip"})),
+        "/zstd": first_then(first, stream(lambda: chunks(zstd_bomb()),
+                                          {**FEED, "Content-Encoding": "zstd"})),
         "/header-drip": first_then(first, drip(header_drip, every=0.2)),
         "/whitespace": first_then(first, serve(b"\n\n  " + feed("New", "Old"), FEED)),
     })
@@ -54,7 +57,8 @@ def server(local_feed: Path) -> Iterator[HostileServer]:
 
 def poll(server: HostileServer, path: str, tmp_path: Path) -> dict:
     result = run_child("tests.hostile.actions:poll", hard_timeout=TOTAL + 60, url=server.url(path),
-                       database=f"sqlite:///{tmp_path}/skypost.db", timeout=TIMEOUT, total_timeout=TOTAL)
+                       database=f"sqlite:///{tmp_path}/skypost.db", timeout=TIMEOUT,
+                       total_timeout=TOTAL)
     assert result["outcome"] == "returned", result
     assert result["maxrss_mb"] < MAX_RSS_MB, result
     return result
@@ -68,7 +72,8 @@ def check_feed_error(result: dict, words: str) -> None:
 
 
 @pytest.mark.parametrize("path", ["/path", "/dev-zero"])
-def test_a_body_naming_a_local_file_is_not_read(server: HostileServer, tmp_path: Path, path: str) -> None:
+def test_a_body_naming_a_local_file_is_not_read(server: HostileServer, tmp_path: Path,
+                                                path: str) -> None:
     result = poll(server, path, tmp_path)
     check_feed_error(result, "not an RSS or Atom feed")
     assert "Local secret" not in str(result)
@@ -88,7 +93,8 @@ def test_dripped_headers_are_a_feed_timeout(server: HostileServer, tmp_path: Pat
     assert result["poll_wall"] <= TOTAL + SLACK, result
 
 
-def test_whitespace_before_the_xml_declaration_is_polled(server: HostileServer, tmp_path: Path) -> None:
+def test_whitespace_before_the_xml_declaration_is_polled(server: HostileServer,
+                                                         tmp_path: Path) -> None:
     result = poll(server, "/whitespace", tmp_path)
     assert result["last_error"] is None and result["error_count"] == 0, result
     assert result["posts"] == ["New"], result

@@ -41,7 +41,8 @@ def hostile_server() -> HostileServer:
     zstd = zstd_bomb()
     gz = gzip_zeros(1024 * MiB)
     deflate = deflate_bomb()
-    header_drip = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Pad: " + b"a" * 4000 + b"\r\n\r\nhi"
+    header_drip = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Pad: " + b"a" * 4000
+                   + b"\r\n\r\nhi")
     routes = {
         "/gzip2": serve(gzip2, {"Content-Encoding": "gzip, gzip"}),
         "/gzip2-headers": serve(gzip2, {"Content-Encoding": "gzip\r\nContent-Encoding: gzip"}),
@@ -49,11 +50,13 @@ def hostile_server() -> HostileServer:
         "/gzip": stream(lambda: chunks(gz), {"Content-Encoding": "gzip"}),
         "/deflate": stream(lambda: chunks(deflate), {"Content-Encoding": "deflate"}),
         "/br": serve(b"\x1b\xff\xff" * 10, {"Content-Encoding": "br"}),
-        "/endless": stream(lambda: iter(lambda: bytes(64 * 1024), None), {"Content-Type": "text/plain"}),
+        "/endless": stream(lambda: iter(lambda: bytes(64 * 1024), None),
+                           {"Content-Type": "text/plain"}),
         "/header-drip": drip(header_drip, every=0.2),
         "/body-drip": drip(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n", every=0.001,
                            endless=b"x"),
-        "/slow-body": drip(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 10, every=0.5),
+        "/slow-body": drip(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 10,
+                           every=0.5),
         "/status-drip": drip(b"HTTP/1.1 200 OK\r\n", every=0.5),
     }
     srv = HostileServer(routes)

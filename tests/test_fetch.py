@@ -14,12 +14,14 @@ import socket
 import ssl
 import threading
 import time
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+import zstandard
 
 from skypost.fetch import FetchError, FetchResult, SafeFetcher, address_refusal, check_url, default_resolver
 
@@ -110,6 +112,28 @@ def drip(handler: BaseHTTPRequestHandler) -> None:
 
 
 GZIP_BOMB = gzip.compress(b"\0" * 5_000_000, compresslevel=9)
+TEXT = "Ünïcode text, repeated. ".encode() * 500
+_raw_deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+ENCODED = {
+    "gzip": gzip.compress(TEXT),
+    "x-gzip": gzip.compress(TEXT[:6000]) + gzip.compress(TEXT[6000:]),  # two members
+    "deflate": zlib.compress(TEXT),
+    "deflate-raw": _raw_deflate.compress(TEXT) + _raw_deflate.flush(),
+    "zstd": zstandard.ZstdCompressor().compress(TEXT),
+}
+
+
+def send_encoded(handler: BaseHTTPRequestHandler, name: str) -> None:
+    coding = name.removesuffix("-raw")
+    send(handler, 200, ENCODED[name], "text/plain", {"Content-Encoding": coding})
+
+
+def header_drip(handler: BaseHTTPRequestHandler) -> None:
+    """Headers one byte every 0.1 s: each read is quick, the whole takes minutes."""
+    for byte in b"HTTP/1.1 200 OK\r\nX-Pad: " + b"a" * 3000:
+        handler.wfile.write(bytes([byte]))
+        handler.wfile.flush()
+        time.sleep(0.1)
 
 ROUTES: dict[str, Callable[[BaseHTTPRequestHandler], None]] = {
     "/ok": lambda h: send(h, 200, b"hello"),
@@ -119,6 +143,8 @@ ROUTES: dict[str, Callable[[BaseHTTPRequestHandler], None]] = {
     "/big-declared": lambda h: send(h, 200, b"y" * 5000),
     "/big-stream": big_stream,
     "/gzip-bomb": lambda h: send(h, 200, GZIP_BOMB, "text/plain", {"Content-Encoding": "gzip"}),
+    "/encoded": lambda h: send_encoded(h, parse_qs(urlsplit(h.path).query)["as"][0]),
+    "/header-drip": header_drip,
     "/slow": slow,
     "/drip": drip,
     "/redirect": redirect,
@@ -402,6 +428,32 @@ def test_compressed_bomb_is_stopped(server: Server) -> None:
     with SafeFetcher(allow_private=True) as fetcher, pytest.raises(FetchError) as info:
         fetcher.get(server.url("/gzip-bomb"), max_bytes=1_000_000)
     assert info.value.kind == "too_large"
+
+
+@pytest.mark.parametrize("coding", sorted(ENCODED))
+def test_encoded_bodies_are_decoded(server: Server, coding: str) -> None:
+    with SafeFetcher(allow_private=True) as fetcher:
+        assert fetcher.get(server.url(f"/encoded?as={coding}")).content == TEXT
+
+
+def test_the_codings_it_decodes_are_asked_for(server: Server) -> None:
+    with SafeFetcher(allow_private=True) as fetcher:
+        sent = json.loads(fetcher.get(server.url("/headers")).content)
+    assert sent["accept-encoding"] == "gzip, deflate, zstd"
+
+
+def test_one_deadline_covers_dripped_headers(server: Server) -> None:
+    threads = threading.active_count()
+    started = time.monotonic()
+    with SafeFetcher(allow_private=True, timeout=1.0, total_timeout=1.5) as fetcher:
+        with pytest.raises(FetchError) as info:
+            fetcher.get(server.url("/header-drip"))
+        assert info.value.kind == "timeout" and "timed out" in info.value.reason
+        assert 1.4 < time.monotonic() - started < 3
+        for _ in range(20):  # the watchdog of a finished fetch leaves no thread behind
+            fetcher.get(server.url("/ok"))
+    time.sleep(0.2)
+    assert threading.active_count() <= threads + 2  # the drip route's server thread
 
 
 def test_timeout(server: Server) -> None:

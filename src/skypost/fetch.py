@@ -18,9 +18,13 @@ image, a feed) goes through :class:`SafeFetcher`:
 * redirects are followed by hand, each hop checked again, at most ``max_redirects``;
 * the body is streamed and the fetch stops as soon as it exceeds ``max_bytes``
   (a larger ``Content-Length`` is refused before reading); the cap applies to the
-  decoded body, so a compressed bomb is stopped too;
-* ``timeout`` bounds each connect/read/write, and the whole ``get`` (every hop and
-  the body) must finish within ``total_timeout`` (3 × ``timeout`` by default);
+  decoded body, which is decoded here piece by piece (gzip, deflate, zstd; one coding
+  at most, see :mod:`skypost.content_coding`), so a compressed bomb is stopped with
+  little memory;
+* ``timeout`` bounds each connect/read/write, and one wall-clock deadline,
+  ``total_timeout`` (3 × ``timeout`` by default), covers the whole ``get``: every hop,
+  connect, headers and body. A watchdog shuts the connection down when it passes, so
+  a server dripping its headers one byte at a time cannot hold a worker;
 * environment proxies are ignored (a proxy would defeat the address checks).
 
 Every problem becomes a :class:`FetchError` with a human-readable ``reason``.
@@ -31,11 +35,19 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Collection, Mapping, Sequence
+from typing import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 
 import httpx
+
+from skypost.content_coding import (
+    ContentCodingError,
+    accept_encoding,
+    decoded,
+    parse_content_encoding,
+)
 
 __all__ = [
     "FetchError",
@@ -62,7 +74,8 @@ class FetchError(Exception):
     ``reason`` is human readable ("refused: 10.0.0.1 is a private address").
     ``kind`` says what went wrong, for callers that classify failures:
     ``"invalid_url"``, ``"refused"``, ``"dns"``, ``"network"``, ``"timeout"``,
-    ``"too_large"``, ``"redirects"`` or ``"status"``. ``status`` (and ``headers``) are
+    ``"too_large"``, ``"encoding"`` (a refused or broken content coding), ``"redirects"``
+    or ``"status"``. ``status`` (and ``headers``) are
     set when the server answered with a status the caller did not accept.
     """
 
@@ -227,7 +240,7 @@ class SafeFetcher:
             follow_redirects=False,
             trust_env=False,
             timeout=self.timeout,
-            headers={"User-Agent": user_agent},
+            headers={"User-Agent": user_agent, "Accept-Encoding": accept_encoding()},
         )
 
     # -- public --------------------------------------------------------------
@@ -246,13 +259,28 @@ class SafeFetcher:
         status itself. ``FetchResult.url`` is the final URL."""
         cap = self.max_bytes if max_bytes is None else int(max_bytes)
         deadline = time.monotonic() + self.total_timeout
+        watchdog = _Watchdog(deadline)
+        try:
+            return self._get(url, cap, headers, accept_statuses, deadline, watchdog)
+        finally:
+            watchdog.stop()
+
+    def _get(
+        self,
+        url: str,
+        cap: int,
+        headers: Mapping[str, str] | None,
+        accept_statuses: Collection[int],
+        deadline: float,
+        watchdog: "_Watchdog",
+    ) -> FetchResult:
         request_headers = {k: v for k, v in (headers or {}).items() if k.lower() != "host"}
         current = url
         hops = 0
         while True:
             parsed = check_url(current)
             addresses = self._checked_addresses(parsed, current)
-            response = self._send(parsed, addresses, request_headers, deadline, current)
+            response = self._send(parsed, addresses, request_headers, deadline, watchdog, current)
             try:
                 status = response.status_code
                 location = response.headers.get("location")
@@ -286,9 +314,10 @@ class SafeFetcher:
                         status=status,
                         headers=response.headers,
                     )
-                content = self._read(response, cap, deadline, current)
+                content = self._read(response, cap, deadline, watchdog, current)
                 return FetchResult(url=current, status=status, headers=response.headers, content=content)
             finally:
+                watchdog.forget()  # this hop's socket is closed next: never shut it down after
                 response.close()
 
     def close(self) -> None:
@@ -335,6 +364,7 @@ class SafeFetcher:
         addresses: list[IPAddress],
         headers: Mapping[str, str],
         deadline: float,
+        watchdog: "_Watchdog",
         url: str,
     ) -> httpx.Response:
         host = parsed.raw_host.decode("ascii")
@@ -345,7 +375,7 @@ class SafeFetcher:
             if remaining <= 0:
                 raise FetchError(f"timed out fetching {url}", kind="timeout", url=url)
             target = parsed
-            extensions: dict[str, object] = {}
+            extensions: dict[str, object] = {"trace": watchdog.trace}
             if not is_literal:
                 pinned = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped else ip
                 target = parsed.copy_with(host=str(pinned))
@@ -363,17 +393,26 @@ class SafeFetcher:
                 )
                 return self._client.send(request, stream=True)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                if watchdog.fired:
+                    raise FetchError(f"timed out fetching {url}", kind="timeout", url=url) from None
                 last = exc
                 continue
             except httpx.TimeoutException:
                 raise FetchError(f"timed out fetching {url}", kind="timeout", url=url) from None
             except (httpx.HTTPError, httpx.InvalidURL, ssl.SSLError, OSError, ValueError) as exc:
+                if watchdog.fired:  # the deadline passed while the headers came in
+                    raise FetchError(f"timed out fetching {url}", kind="timeout", url=url) from None
                 raise FetchError(f"cannot fetch {url}: {_describe(exc)}", kind="network", url=url) from None
+            except MemoryError:
+                raise FetchError(f"{url} needs more memory than this process has", kind="too_large",
+                                 url=url) from None
         if isinstance(last, httpx.ConnectTimeout):
             raise FetchError(f"timed out connecting to {host} for {url}", kind="timeout", url=url)
         raise FetchError(f"cannot connect to {host} for {url}: {_describe(last)}", kind="network", url=url)
 
-    def _read(self, response: httpx.Response, cap: int, deadline: float, url: str) -> bytes:
+    def _read(
+        self, response: httpx.Response, cap: int, deadline: float, watchdog: "_Watchdog", url: str
+    ) -> bytes:
         declared = response.headers.get("content-length", "").strip()
         if declared.isdigit() and int(declared) > cap:
             raise FetchError(
@@ -381,17 +420,107 @@ class SafeFetcher:
             )
         body = bytearray()
         try:
-            for chunk in response.iter_bytes():
-                body += chunk
+            if response.is_stream_consumed:  # an in-memory answer (a test transport), decoded
+                raw: Iterable[bytes] = [response.content]
+                coding = "identity"
+            else:
+                # httpx would decode each chunk whole before the cap is seen: decode here
+                raw = response.iter_raw()
+                coding = parse_content_encoding(response.headers.get("content-encoding"))
+            for piece in decoded(_capped(raw, cap, url), coding):
+                body += piece
                 if len(body) > cap:
-                    raise FetchError(f"{url} is larger than the limit of {cap:,} bytes", kind="too_large", url=url)
+                    raise _too_large(url, cap)
                 if time.monotonic() > deadline:
                     raise FetchError(f"timed out reading {url}", kind="timeout", url=url)
+        except ContentCodingError as exc:
+            raise FetchError(f"{exc.reason} ({url})", kind="encoding", url=url) from None
         except httpx.TimeoutException:
             raise FetchError(f"timed out reading {url}", kind="timeout", url=url) from None
         except (httpx.HTTPError, OSError, ValueError) as exc:
+            if watchdog.fired:
+                raise FetchError(f"timed out reading {url}", kind="timeout", url=url) from None
             raise FetchError(f"error reading {url}: {_describe(exc)}", kind="network", url=url) from None
+        except MemoryError:
+            raise FetchError(f"{url} needs more memory than this process has", kind="too_large",
+                             url=url) from None
         return bytes(body)
+
+
+def _capped(raw: Iterable[bytes], cap: int, url: str) -> Iterator[bytes]:
+    """The raw (still encoded) body, refused past ``cap`` bytes too: a compressed stream
+    may also be endless without ever producing output."""
+    total = 0
+    for chunk in raw:
+        total += len(chunk)
+        if total > cap:
+            raise _too_large(url, cap)
+        yield chunk
+
+
+def _too_large(url: str, cap: int) -> FetchError:
+    return FetchError(f"{url} is larger than the limit of {cap:,} bytes", kind="too_large", url=url)
+
+
+class _Watchdog:
+    """Shuts down the connections of one ``get`` when its deadline passes.
+
+    httpx's timeouts bound each read, not the whole: a server that sends one byte a
+    second never trips them. httpcore reports each new connection through the request's
+    ``trace`` extension; shutting the socket down wakes a blocked read at once, and the
+    fetch then ends as a timeout."""
+
+    _EVENTS = ("connection.connect_tcp.complete", "connection.start_tls.complete")
+
+    def __init__(self, deadline: float) -> None:
+        self.fired = False
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._stopped = False
+        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def trace(self, event: str, info: Mapping[str, object]) -> None:
+        if event not in self._EVENTS:
+            return
+        stream = info.get("return_value")
+        get_extra_info = getattr(stream, "get_extra_info", None)
+        sock = get_extra_info("socket") if get_extra_info is not None else None
+        if not isinstance(sock, socket.socket):
+            return
+        with self._lock:
+            self._sockets.append(sock)
+            if self.fired:
+                _shutdown(sock)
+
+    def forget(self) -> None:
+        """Drop the sockets seen so far: their connection is about to be closed (and its
+        file descriptor number may then be given to an unrelated socket)."""
+        with self._lock:
+            self._sockets.clear()
+
+    def stop(self) -> None:
+        self._timer.cancel()
+        with self._lock:
+            self._stopped = True
+            self._sockets.clear()
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            self.fired = True
+            for sock in self._sockets:
+                _shutdown(sock)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        # the plain socket's shutdown, also for a TLS socket: no TLS close_notify exchange
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed
 
 
 def _describe(exc: BaseException | None) -> str:

@@ -196,3 +196,29 @@ def test_documents_that_are_not_usable_feeds(doc, content_type, expected):
     with pytest.raises(FeedParseError) as info:
         parse_feed(doc, base_url="https://blog.example.com/blog/", content_type=content_type)
     assert expected in info.value.reason
+
+
+@pytest.mark.parametrize("prefix", [b"\n", b"\r\n\r\n  \t", b"\xef\xbb\xbf\n "])
+def test_whitespace_before_the_xml_declaration_is_accepted(prefix):
+    entry = E(guid="urn:ws:1", title="Spaced", link="https://blog.example.com/ws", published=ts(T0))
+    doc = prefix + rss([entry])
+    parsed = parse_feed(doc, base_url=BASE)
+    assert [e.title for e in parsed.entries] == ["Spaced"]
+
+
+def test_whitespace_before_the_root_element_alone_is_unchanged():
+    doc = rss([E(guid="urn:ws:2", title="Plain", link="https://blog.example.com/p",
+                 published=ts(T0))])
+    without_declaration = b"\n  " + doc.split(b"?>", 1)[1]
+    assert [e.title for e in parse_feed(without_declaration, base_url=BASE).entries] == ["Plain"]
+
+
+def test_a_body_that_names_a_local_file_is_not_opened(tmp_path):
+    local = tmp_path / "secret-feed.xml"
+    local.write_bytes(rss([E(guid="urn:local:1", title="Local secret", published=ts(T0),
+                            link="https://blog.example.com/s")]))
+    name = str(local).encode()
+    for body in (name, name + b"\n", b"file://" + name):
+        with pytest.raises(FeedParseError) as info:
+            parse_feed(body, base_url=BASE)
+        assert "not an RSS or Atom feed" in info.value.reason

@@ -10,6 +10,7 @@ from __future__ import annotations
 import calendar
 import dataclasses
 import hashlib
+import io
 import re
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
@@ -28,6 +29,7 @@ _FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/rdf+x
 # expat errors that the loose parser recovers from without losing anything: HTML
 # entities such as &nbsp; are common in real feeds and feedparser decodes them
 _BENIGN_XML_ERRORS = ("undefined entity",)
+_UTF8_BOM = b"\xef\xbb\xbf"
 
 
 class FeedParseError(ValueError):
@@ -73,7 +75,9 @@ def parse_feed(content: bytes, *, base_url: str, content_type: str | None = None
         raise FeedParseError("the response is empty, not a feed")
     headers = {"content-location": base_url, "content-type": content_type or "application/xml"}
     try:
-        parsed = feedparser.parse(content, response_headers=headers)
+        # a stream, never bytes or str: feedparser opens those as a file name or a URL first,
+        # so a body such as "/etc/passwd" or "/dev/zero" would be read from this machine
+        parsed = feedparser.parse(io.BytesIO(_trim_prolog(content)), response_headers=headers)
     except (ValueError, OverflowError, LookupError, UnicodeError) as exc:
         # feedparser lets some broken documents escape as exceptions: bad character
         # references (&#xD800;, &#x110000;), an unknown or mangled encoding, NUL bytes
@@ -98,6 +102,17 @@ def parse_feed(content: bytes, *, base_url: str, content_type: str | None = None
         version=str(parsed.version), title=_plain(feed.get("title") or "", feed.get("title_detail")),
         link=site_link, language=feed_lang or "", entries=tuple(entries), ignored=ignored,
     )
+
+
+def _trim_prolog(content: bytes) -> bytes:
+    """Without the whitespace some sites send before ``<?xml`` (a theme's stray newline),
+    which XML forbids but feed readers accept."""
+    bom = _UTF8_BOM if content.startswith(_UTF8_BOM) else b""
+    rest = content[len(bom):]
+    trimmed = rest.lstrip(b" \t\r\n")
+    if len(trimmed) == len(rest) or not trimmed.startswith(b"<?xml"):
+        return content
+    return bom + trimmed
 
 
 def _xml_problem(parsed: Mapping[str, Any]) -> str | None:

@@ -45,6 +45,8 @@ class Settings:
     http_timeout: float = 30.0
     # the shortest interval between two polls of a feed
     feed_min_interval: float = 60.0
+    # a new feed entry dated up to this long before the feed was added is still a new post
+    feed_cutoff_grace: float = 86400.0
     # finished jobs and activity-log events older than this many days are deleted (0: keep all)
     retention_days: float = 30.0
     # how often a worker prunes them
@@ -81,7 +83,7 @@ def sqlite_path(url: str) -> Path | None:
 _FLOAT_LIST = ("retry_delays",)
 _INTS = ("circuit_threshold", "rate_limit_reserve")
 _FLOATS = ("circuit_cooldown", "job_lease", "poll_interval", "worker_stale_after", "http_timeout",
-           "feed_min_interval", "retention_days", "prune_interval")
+           "feed_min_interval", "feed_cutoff_grace", "retention_days", "prune_interval")
 _BOOLS = ("allow_private_urls", "cookie_secure")
 _NETWORKS = ("trusted_proxies",)
 _STRINGS = ("database_url", "secret_key", "secret_key_file", "queue", "egress_id")

@@ -13,10 +13,12 @@ Which entries are syndicated (the activation cutoff):
   seen, and — when it has a guid — its link was never seen either (a site that
   regenerates guids keeps its links). Seeing a key and submitting happen in one
   transaction whose insert-if-absent decides, so two pollers never both submit it.
-* An entry with a new key whose publication date is older than the time the feed
-  was added is not submitted either (the "re-dated/re-guided old post" trap: a site
-  migration changes every guid and link, but not the dates). Entries without a date
-  cannot be checked and are submitted.
+* An entry with a new key whose publication date is well before the time the feed was
+  added (more than `feed_cutoff_grace`, a day by default) is not submitted either (the
+  "re-guided old post" trap: a site migration changes every guid and link, but not the
+  dates). Entries first seen after the add that are dated a little before it are new
+  posts: a scheduled post goes live after its date, a static site dates a post when
+  writing began, a site's clock runs behind. Entries without a date are submitted.
 * Seen once, never submitted again: edits, re-dating and reordering change nothing.
 """
 
@@ -43,6 +45,7 @@ from skypost.sources.entries import (
     unique_entries,
 )
 from skypost.store import queries as q
+from skypost.store.rows import JobRow
 from skypost.store import queries_feeds as qf
 
 if TYPE_CHECKING:
@@ -365,7 +368,7 @@ def _take_entry(app: "Skypost", feed: Mapping[str, Any], entry: Entry, now: floa
         if entry.link_key and not qf.insert_entry_if_absent(conn, feed_id, entry.link_key, post_id=None, now=now):
             reason, warn = "an entry with the same link was seen before (did the site change its guids?)", True
         if reason is None:
-            reason, warn = _skip_reason(entry, feed)
+            reason, warn = _skip_reason(entry, feed, grace=app.settings.feed_cutoff_grace)
         post = None
         if reason is None:
             try:
@@ -384,13 +387,14 @@ def _take_entry(app: "Skypost", feed: Mapping[str, Any], entry: Entry, now: floa
     return EntryOutcome(post.id, entry.title, entry.url, True, state.status.value)
 
 
-def _skip_reason(entry: Entry, feed: Mapping[str, Any]) -> tuple[str | None, bool]:
+def _skip_reason(entry: Entry, feed: Mapping[str, Any], *, grace: float) -> tuple[str | None, bool]:
     """(why the entry is not submitted, whether that deserves a warning in the log)."""
     if not matches_categories(entry, feed["include_categories"]):
         return f"not in the feed's categories ({', '.join(feed['include_categories'])})", False
     cutoff = feed["cutoff"]
-    if cutoff is not None and entry.published_at is not None and entry.published_at.timestamp() < cutoff:
-        return (f"published {iso(entry.published_at)}, before the feed was added ({_iso(cutoff)}): "
+    if (cutoff is not None and entry.published_at is not None
+            and entry.published_at.timestamp() < cutoff - grace):
+        return (f"published {iso(entry.published_at)}, long before the feed was added ({_iso(cutoff)}): "
                 "an old entry under a new id", True)
     return None, False
 
@@ -496,24 +500,23 @@ def sync_poll_job(app: "Skypost", feed_id: int) -> int | None:
     return job_id
 
 
-def run_poll_job(app: "Skypost", job: Mapping[str, Any], owner: str, should_stop: Callable[[], bool]) -> None:
+def run_poll_job(app: "Skypost", job: JobRow, owner: str, should_stop: Callable[[], bool]) -> None:
     """The feed_poll job handler: poll, then reschedule this job for the next poll (or
     complete it when the feed is gone or disabled). The job is always released here."""
-    args = job.get("args") or {}
-    feed_id = args.get("feed_id") if isinstance(args, Mapping) else None
+    feed_id = job.args.get("feed_id")
     now = app.clock()
     with app.db.connect() as conn:
         feed = qf.feed_by_id(conn, feed_id) if isinstance(feed_id, int) else None
         live = qf.live_poll_jobs(conn, feed_id) if feed is not None else []
     if feed is None or not feed["enabled"]:
-        app.queue.complete(job["id"], owner)
+        app.queue.complete(job.id, owner)
         return
-    if live and live[0]["id"] != job["id"]:
-        app.queue.complete(job["id"], owner)  # a duplicate: the feed's oldest job polls it
+    if live and live[0]["id"] != job.id:
+        app.queue.complete(job.id, owner)  # a duplicate: the feed's oldest job polls it
         return
     if feed["next_poll_at"] is not None and feed["next_poll_at"] > now:
         # polled meanwhile (`feed poll`): no need to poll again before its next time
-        app.queue.reschedule(job["id"], owner, run_at=feed["next_poll_at"])
+        app.queue.reschedule(job.id, owner, run_at=feed["next_poll_at"])
         return
     try:
         result = poll_feed(app, feed_id, should_stop=should_stop)
@@ -522,9 +525,9 @@ def run_poll_job(app: "Skypost", job: Mapping[str, Any], owner: str, should_stop
         result = _record_failure(app, feed, app.clock(), Fetched(status=None, error=f"internal error: "
                                                                                    f"{type(exc).__name__}: {exc}"))
     if result is None or not result.enabled or result.next_poll_at is None:
-        app.queue.complete(job["id"], owner)
+        app.queue.complete(job.id, owner)
     else:
-        app.queue.reschedule(job["id"], owner, run_at=result.next_poll_at, error=result.error)
+        app.queue.reschedule(job.id, owner, run_at=result.next_poll_at, error=result.error)
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -29,10 +29,6 @@ class JobRow:
                    lease_owner=row["lease_owner"], lease_expires_at=row["lease_expires_at"],
                    attempts=int(row["attempts"]))
 
-    def __getitem__(self, key: str) -> Any:
-        # job handlers of sources written against the mapping form keep working
-        return getattr(self, key)
-
 
 @dataclasses.dataclass(frozen=True)
 class DeliveryRow:

@@ -33,7 +33,6 @@ DEFAULT_SERVICE = "https://bsky.social"
 PRUNE_JOB = "prune"
 # the dashboard's cookie-signing secret (web.session), encrypted in the settings table
 WEB_SESSION_KEY = "web_session_key"
-NO_ACCOUNT = "no account configured: add one (skypost account add), then retry"
 
 Clock = Callable[[], float]
 
@@ -300,7 +299,7 @@ class Skypost:
             row = q.post_by_id(conn, post_id)
             if row is None:
                 return None
-            revived = row["status"] == "skipped" and _send_skipped_to_accounts(conn, row, now)
+            revived = row["status"] == "skipped" and syndicator.resubmit_skipped(conn, row, now)
             deliveries = q.deliveries_for_posts(conn, [row["seq"]])
             if handle and not any(d["handle"] == handle for d in deliveries):
                 raise ValidationError({"account": f"post {post_id} has no delivery to @{handle}"})
@@ -488,24 +487,6 @@ class Skypost:
         }
 
 
-def _send_skipped_to_accounts(conn: Any, row: Mapping[str, Any], now: float) -> bool:
-    """Deliveries and a job for a skipped post that today's accounts would take, in the caller's
-    transaction; False (with the reason updated) when it stays skipped."""
-    post = parse_post_document(row["document"])
-    cutoff = None if row["source"] == "feed" else syndicator.activation_cutoff(conn)
-    if syndicator.guard_reason(post, cutoff=cutoff, post_types=("post",)):
-        return False  # skipped for what the post is: another try cannot change that
-    candidates = [syndicator.account_from_row(r) for r in q.list_accounts(conn)]
-    selection = syndicator.select_accounts(post, candidates)
-    if not selection.accounts:
-        q.set_post_status(conn, row["seq"], "skipped", selection.reason if candidates else NO_ACCOUNT, now)
-        return False
-    syndicator.enqueue_deliveries(conn, row["seq"], selection.accounts, now=now)
-    q.set_post_status(conn, row["seq"], "pending", None, now)
-    handles = ", ".join("@" + a.handle for a in selection.accounts)
-    q.add_event(conn, ts=now, kind="retry", post_id=row["post_id"],
-                message=f"skipped post judged again on retry: queued for {handles}")
-    return True
 
 
 def iso_ts(value: float | None) -> str | None:

@@ -399,6 +399,8 @@ class Pipeline:
             until = (current.probe_until if current else None) or now + self.settings.poll_interval
             return Decision(Action.WAIT, f"circuit half-open for @{account.handle}: a probe is running",
                             DeliveryStatus.CIRCUIT_OPEN, until)
+        # row locks in one order everywhere: breaker, delivery, jobs, then the shared budgets
+        q.start_attempt(conn, row.id, now)
         spent: list[str] = []
         # only a budget known and live now can be spent (the others cost no statement)
         live = {r.key for r in budgets.rows if r.remaining is not None and r.reset_at is not None
@@ -410,13 +412,13 @@ class Pipeline:
             if reset is not None:  # another worker spent the last of it since we looked
                 for done in spent:
                     q.refund_budget(conn, done, cost=1, now=now)
+                q.unspend_attempt(conn, row.id, now)
                 if decision.probe:
                     breaker = q.breaker_for_update(conn, account.id, now)
                     q.store_breaker(conn, rz.breaker_release_probe(breaker, now), now)
                 return Decision(Action.WAIT, f"rate limit of @{account.handle} spent", DeliveryStatus.RATE_LIMITED,
                                 reset, hold="service" if key == budgets.host_key else "account")
             spent.append(key)
-        q.start_attempt(conn, row.id, now)
         cipher = self._cipher()
         session = account.session_enc
         return Credentials(cipher.decrypt(account.password_enc), cipher.decrypt(session) if session else None)
@@ -477,23 +479,31 @@ class Pipeline:
     def _record(self, post: Post, row: DeliveryRow, account: AccountRow, keys: Mapping[str, str],
                 attempt: Attempt, *, probe: bool, finish: Callable[[Conn, float | None], None] | None) -> float | None:
         now = self.clock()
+        budget_writes: list[Callable[[Conn], None]] = []
         with self.db.transaction() as conn:
-            hint = self._outcome(conn, post, row, account, keys, attempt, probe=probe, now=now)
+            hint = self._outcome(conn, post, row, account, keys, attempt, probe=probe, now=now,
+                                 budget_writes=budget_writes)
             if finish:
                 finish(conn, hint)
+            # the shared budget rows are every worker's hottest rows: lock them last and briefly
+            # (the gate takes them last too, so no two transactions wait on each other in a cycle)
+            for write in budget_writes:
+                write(conn)
         return hint
 
     def _outcome(self, conn: Conn, post: Post, row: DeliveryRow, account: AccountRow, keys: Mapping[str, str],
-                 attempt: Attempt, *, probe: bool, now: float) -> float | None:
+                 attempt: Attempt, *, probe: bool, now: float,
+                 budget_writes: list[Callable[[Conn], None]]) -> float | None:
         handle = account.handle
         for method, status, headers in attempt.responses:
             if status == 429:
                 continue
             observation = rz.parse_rate_headers(headers, now)
             if observation is not None and observation.remaining is not None:
-                q.observe_budget(conn, key_for_method(method, keys, observation.policy), limit=observation.limit,
-                                 remaining=observation.remaining, reset_at=observation.reset_at,
-                                 policy=observation.policy, now=now)
+                budget_writes.append(functools.partial(
+                    q.observe_budget, key=key_for_method(method, keys, observation.policy), limit=observation.limit,
+                    remaining=observation.remaining, reset_at=observation.reset_at, policy=observation.policy,
+                    now=now))
         for warning in attempt.warnings:
             q.add_event(conn, ts=now, kind="card_warning", level="warning", post_id=post.id,
                         account=handle, message=warning)
@@ -509,18 +519,19 @@ class Pipeline:
             q.add_event(conn, ts=now, kind="published", post_id=post.id, account=row.handle,
                         message=f"published to @{row.handle}: {url}{note}",
                         data={"uri": result.uri, "cid": result.cid, "url": url})
-            self._wake_next(conn, row, now)
             self._healthy_answer(conn, account, post.id, now)
+            self._wake_next(conn, row, now)
             return None
         if failure.kind is rz.FailureKind.RATE_LIMITED:
             observation = rz.parse_rate_headers(attempt.failure_headers, now)
             key = key_for_method(attempt.failed_method or "", keys, observation.policy if observation else None)
-            limit_row = q.rate_limit_for_update(conn, key, now)
-            blocked_until, consecutive = rz.blocked_after_429(limit_row, attempt.failure_headers, now, self.rng)
-            q.store_block(conn, key, blocked_until=blocked_until, consecutive_429=consecutive, now=now)
+            current = next(iter(q.rate_limit_rows(conn, [key])), None)
+            blocked_until, _ = rz.blocked_after_429(current, attempt.failure_headers, now, self.rng)
+            budget_writes.append(functools.partial(q.store_block, key=key, blocked_until=blocked_until, now=now))
             if observation is not None and observation.remaining is not None:
-                q.observe_budget(conn, key, limit=observation.limit, remaining=observation.remaining,
-                                 reset_at=observation.reset_at, policy=observation.policy, now=now)
+                budget_writes.append(functools.partial(
+                    q.observe_budget, key=key, limit=observation.limit, remaining=observation.remaining,
+                    reset_at=observation.reset_at, policy=observation.policy, now=now))
             if probe:
                 breaker = q.breaker_for_update(conn, account.id, now)
                 q.store_breaker(conn, rz.breaker_release_probe(breaker, now), now)

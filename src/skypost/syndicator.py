@@ -19,11 +19,13 @@ from skypost.models import (
     PostStatus,
     ValidationError,
     overall_status,
+    parse_post_document,
 )
 from skypost.store import queries as q
 from skypost.store.db import Conn as Connection
 
 PUBLISHED_STATES = frozenset({"publish", "published"})
+NO_ACCOUNT = "no account configured: add one (skypost account add), then retry"
 SYNDICATE_JOB = "syndicate"
 
 
@@ -74,6 +76,8 @@ def select_accounts(post: Post, candidates: Sequence[Account]) -> Selection:
         if not chosen:
             return Selection([], "no account selected")
     else:
+        if not candidates:
+            return Selection([], NO_ACCOUNT)
         chosen = [a for a in candidates if a.auto_syndicate]
         if not chosen:
             return Selection([], "no account selected: none is set to auto-syndicate")
@@ -189,6 +193,25 @@ def enqueue_deliveries(conn: Connection, post_seq: int, accounts: Sequence[Accou
         else:
             raise RuntimeError(f"no free record key for @{account.handle}")
     q.insert_job(conn, kind=SYNDICATE_JOB, args={"post_seq": post_seq}, run_at=now, now=now, post_seq=post_seq)
+
+
+def resubmit_skipped(conn: Connection, row: Mapping[str, Any], now: float) -> bool:
+    """Deliveries and a job for a skipped post that today's accounts would take, in the caller's
+    transaction; False (with the reason updated) when it stays skipped."""
+    post = parse_post_document(row["document"])
+    cutoff = None if row["source"] == "feed" else activation_cutoff(conn)
+    if guard_reason(post, cutoff=cutoff, post_types=("post",)):
+        return False  # skipped for what the post is: another try cannot change that
+    selection = select_accounts(post, [account_from_row(r) for r in q.list_accounts(conn)])
+    if not selection.accounts:
+        q.set_post_status(conn, row["seq"], PostStatus.SKIPPED.value, selection.reason, now)
+        return False
+    enqueue_deliveries(conn, row["seq"], selection.accounts, now=now)
+    q.set_post_status(conn, row["seq"], PostStatus.PENDING.value, None, now)
+    handles = ", ".join("@" + a.handle for a in selection.accounts)
+    q.add_event(conn, ts=now, kind="retry", post_id=row["post_id"],
+                message=f"skipped post judged again on retry: queued for {handles}")
+    return True
 
 
 def requeue_post(conn: Connection, post_seq: int, now: float, *, reset_status: bool = True) -> None:

@@ -67,3 +67,10 @@ def test_guards():
     new = Post(id="1", published_at=datetime(2026, 1, 2, tzinfo=timezone.utc))
     assert guard_reason(new, cutoff=cutoff, post_types=("post",)) is None
     assert guard_reason(Post(id="1"), cutoff=cutoff, post_types=("post",)) is None
+
+
+def test_no_account_at_all_says_so_and_how_to_fix_it():
+    selection = select_accounts(Post(id="1", title="T", url="https://blog.example.com/1"), [])
+    assert selection.accounts == [] and selection.reason.startswith("no account configured")
+    none_auto = select_accounts(Post(id="1", title="T", url="https://blog.example.com/1"), [acc("a.test", auto=False)])
+    assert none_auto.reason == "no account selected: none is set to auto-syndicate"

@@ -403,12 +403,12 @@ def extend_leases(conn: Conn, *, owner: str, job_ids: Sequence[int], until: floa
 
 
 def holds_lease(conn: Conn, job_id: int, owner: str, *, now: float) -> bool:
-    """Whether `owner` still holds the job, its lease unexpired. On PostgreSQL the row stays
-    locked to the end of the transaction, so nobody can take the job over meanwhile."""
-    lock = " FOR UPDATE" if conn.is_postgres else ""
+    """Whether `owner` still holds the job, its lease unexpired. Not a row lock: the gate locks
+    only the breaker and budget rows, in that order (a job taken over later still finds the
+    record by its key)."""
     return conn.scalar(
         "SELECT id FROM jobs WHERE id = :id AND lease_owner = :owner AND status = 'doing' "
-        f"AND lease_expires_at >= :now{lock}",
+        "AND lease_expires_at >= :now",
         {"id": job_id, "owner": owner, "now": now},
     ) is not None
 
@@ -600,19 +600,16 @@ def observe_budget(conn: Conn, key: str, *, limit: int | None, remaining: int, r
          "now": now, "same": same_window})
 
 
-def rate_limit_for_update(conn: Conn, key: str, now: float) -> RateLimitRow:
-    conn.execute("INSERT INTO rate_limits (key, consecutive_429, updated_at) VALUES (:key, 0, :now) "
-                 "ON CONFLICT (key) DO NOTHING", {"key": key, "now": now})
-    lock = " FOR UPDATE" if conn.is_postgres else ""
-    row = conn.one(f"SELECT * FROM rate_limits WHERE key = :key{lock}", {"key": key})
-    assert row is not None
-    return RateLimitRow.from_row(row)
-
-
-def store_block(conn: Conn, key: str, *, blocked_until: float, consecutive_429: int, now: float) -> None:
-    """A 429: nothing goes out on this budget before `blocked_until`."""
-    conn.execute("UPDATE rate_limits SET blocked_until = :until, consecutive_429 = :n, updated_at = :now "
-                 "WHERE key = :key", {"key": key, "until": blocked_until, "n": consecutive_429, "now": now})
+def store_block(conn: Conn, key: str, *, blocked_until: float, now: float) -> None:
+    """A 429: nothing goes out on this budget before `blocked_until` (one statement: the
+    later of two blocks wins, and the run of 429s is counted for the headerless fallback)."""
+    greatest = "GREATEST" if conn.is_postgres else "MAX"
+    conn.execute(
+        "INSERT INTO rate_limits (key, blocked_until, consecutive_429, updated_at) "
+        "VALUES (:key, :until, 1, :now) ON CONFLICT (key) DO UPDATE SET "
+        f"blocked_until = {greatest}(COALESCE(rate_limits.blocked_until, 0), excluded.blocked_until), "
+        "consecutive_429 = rate_limits.consecutive_429 + 1, updated_at = excluded.updated_at",
+        {"key": key, "until": blocked_until, "now": now})
 
 
 def save_rate_limit(conn: Conn, key: str, **values: Any) -> None:

@@ -196,7 +196,15 @@ def make_app(url: str, **overrides: Any) -> Skypost:
     values: dict[str, Any] = {"http_timeout": 10.0, "allow_private_urls": False}
     values.update(overrides)
     settings = load_settings(env={}, config_file=None, database_url=url, secret_key=TEST_KEY, **values)
-    return Skypost(settings)
+    app = Skypost(settings)
+
+    def add_account(handle: str, password: str, **kwargs: Any) -> dict[str, Any]:
+        # the PDS (or stub) lives on loopback: only adding the account may reach a private address
+        with Skypost(settings.replace(allow_private_urls=True)) as admin:
+            return admin.add_account(handle, password, **kwargs)
+
+    app.add_account = add_account  # type: ignore[method-assign]
+    return app
 
 
 def sql_scalar(app: Skypost, sql: str, params: dict[str, Any] | None = None) -> Any:

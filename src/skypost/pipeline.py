@@ -308,15 +308,22 @@ class Pipeline:
             if account_row is not None:
                 account = AccountRow.from_row(account_row)
             keys = account_keys(account.id, account.service, self.settings.egress_id) if account else {}
-            budgets = self._budgets(conn, keys, account_row)
-            decision = decide(
-                row, account,
-                categories_ok=account_row is not None and categories_allow(account_from_row(account_row),
-                                                                           post.categories),
-                blocker=q.earlier_unfinished_delivery(conn, account.id, row.post_seq) if account else None,
-                breaker=q.breaker(conn, account.id) if account else None,
-                budgets=budgets, paused=is_paused(conn), now=now, lease=self.settings.job_lease,
-            )
+            paused = is_paused(conn)
+            blocker = q.earlier_unfinished_delivery(conn, account.id, row.post_seq) if account else None
+            if paused or account is None or account_row is None or blocker is not None:
+                # decided before the breaker and the budgets matter: most claims of a long queue
+                # behind one account end here, so they read nothing more
+                budgets = self._budgets(conn, {}, None)
+                decision = decide(row, account, categories_ok=True, blocker=blocker, breaker=None,
+                                  budgets=budgets, paused=paused, now=now, lease=self.settings.job_lease)
+            else:
+                budgets = self._budgets(conn, keys, account_row)
+                decision = decide(
+                    row, account,
+                    categories_ok=categories_allow(account_from_row(account_row), post.categories),
+                    blocker=None, breaker=q.breaker(conn, account.id), budgets=budgets, paused=False,
+                    now=now, lease=self.settings.job_lease,
+                )
             if decision.action is Action.STOP:
                 if finish:
                     finish(conn, None)

@@ -204,3 +204,56 @@ def test_wakeups_and_listeners_wait_for_the_outermost_commit(db_url):
     assert seen == ["inner"] and not app.queue.wakeup.is_set()  # a rollback fires nothing
     assert app.status("rolled-back") is None
     app.close()
+
+
+class NoNetwork:
+    """A client factory for gate tests: any Bluesky call is a failure of the test."""
+
+    calls = 0
+
+    def __call__(self, **kwargs: Any) -> Any:
+        NoNetwork.calls += 1
+        raise AssertionError("the gate should not have let an attempt through")
+
+
+def test_a_worker_that_lost_its_lease_does_not_take_the_probe(db_url, make_app, clock):
+    app = make_app(db_url)
+    app.client_factory = NoNetwork()
+    app.add_account("alice.test", "app-pass-word", service="http://127.0.0.1:9", verify=False)
+    app.submit({"id": "p", "title": "T", "url": "https://blog.example.com/p"})
+    account_id = app_account_id(app)
+    with app.db.transaction() as conn:
+        q.save_breaker(conn, account_id, state="open", failures=3, opened_at=clock() - 100,
+                       open_until=clock() - 1, updated_at=clock())
+        job = q.claim_job(conn, owner="stale", now=clock(), lease=60.0)
+        assert job is not None
+        # the lease ran out while this worker was elsewhere (another may claim the job now)
+        conn.execute("UPDATE jobs SET lease_expires_at = :t WHERE id = :id", {"t": clock() - 1, "id": job.id})
+    app.pipeline.process_syndication(job.id, job.args["post_seq"], owner="stale")
+    with app.db.connect() as conn:
+        breaker = q.breaker(conn, account_id)
+    assert breaker is not None and breaker.state == "open" and breaker.probe_owner is None
+    assert NoNetwork.calls == 0
+
+
+def test_a_spent_budget_holds_the_queue_in_one_statement(db_url, make_app, clock):
+    app = make_app(db_url)
+    app.client_factory = NoNetwork()
+    app.add_account("alice.test", "app-pass-word", service="http://127.0.0.1:9", verify=False)
+    account_id = app_account_id(app)
+    reset = clock() + 600
+    with app.db.transaction() as conn:
+        q.observe_budget(conn, f"account:{account_id}", limit=5000, remaining=2, reset_at=reset,
+                         policy="5000;w=3600", now=clock())
+    for n in range(20):
+        app.submit({"id": f"h{n}", "title": "T", "url": f"https://blog.example.com/{n}"})
+    app.run_worker(burst=True)
+    with app.db.connect() as conn:
+        claims = conn.scalar("SELECT SUM(attempts) FROM jobs WHERE kind = 'syndicate'")
+        due = conn.scalar("SELECT COUNT(*) FROM jobs WHERE status = 'todo' AND run_at < :r", {"r": reset})
+    # the first claim met the spent budget and moved every waiting post; nobody claimed the rest
+    assert claims == 1 and due == 0
+    for n in range(20):
+        d = app.status(f"h{n}")["deliveries"][0]
+        assert d["status"] == "rate_limited" and d["next_attempt_at"] == iso(datetime.fromtimestamp(reset, timezone.utc))
+    assert NoNetwork.calls == 0

@@ -10,7 +10,7 @@ from typing import Any
 
 from bench.common import (
     PY, REPO, Scratch, Workers, cli_worker_argv, doc_url, log, make_app, pg_backend_cpu, pg_free_connections,
-    pg_commits, proc_mem, running_workers, sql_scalar, wait_until, worker_env,
+    pg_commits, running_workers, sql_scalar, wait_until, worker_env,
 )
 from tests.support.pds import make_tid
 from tests.support.stubpds import StubPDS

@@ -13,7 +13,6 @@ from skypost.crypto import Cipher
 from skypost.models import (
     Account,
     AccountError,
-    AccountState,
     DeliveryStatus,
     DeliveryFailure,
     ValidationError,
@@ -135,8 +134,8 @@ def add_account(db: Database, cipher: Cipher, client_factory: Callable[..., Any]
         account_id = q.insert_account(
             conn, handle=handle, did=did or "", service=service, auto_syndicate=auto_syndicate,
             include_categories=_categories(include_categories), exclude_categories=_categories(exclude_categories),
-            state=AccountState.ACTIVE.value, password_enc=cipher.encrypt(password),
-            session_enc=cipher.encrypt(session) if session else None, created_at=now, updated_at=now,
+            password_enc=cipher.encrypt(password), session_enc=cipher.encrypt(session) if session else None,
+            now=now,
         )
         q.add_event(conn, ts=now, kind="account_added", account=handle, message=f"account @{handle} added ({did})")
         row = q.account_by_id(conn, account_id)
@@ -157,37 +156,38 @@ def update_account(db: Database, cipher: Cipher, client_factory: Callable[..., A
         row = q.account_by_handle(conn, handle)
     if row is None:
         raise ValidationError({"handle": f"no account @{handle}"})
-    values: dict[str, Any] = {}
+    moved_to: str | None = None
     if service is not None:
         new_service = validate_service(service, allow_private=allow_private)
         if new_service != row["service"]:
             if password is None:
                 raise ValidationError({"password": "is required when the service changes (the login "
                                                    "is checked again at the new service)"})
-            values["service"] = new_service
-    if auto_syndicate is not None:
-        values["auto_syndicate"] = auto_syndicate
-    if include_categories is not None:
-        values["include_categories"] = _categories(include_categories)
-    if exclude_categories is not None:
-        values["exclude_categories"] = _categories(exclude_categories)
+            moved_to = new_service
+    login: tuple[str, str] | None = None
     if password is not None:
         if not password.strip():
             raise ValidationError({"password": "must not be empty"})
-        did, session = verify_credentials(client_factory, service=values.get("service", row["service"]),
-                                          handle=handle, password=password.strip(), timeout=timeout)
-        values.update(password_enc=cipher.encrypt(password.strip()), session_enc=cipher.encrypt(session), did=did,
-                      state=AccountState.ACTIVE.value, last_error=None)
+        login = verify_credentials(client_factory, service=moved_to or row["service"], handle=handle,
+                                   password=password.strip(), timeout=timeout)
     requeued = 0
     with db.transaction() as conn:
-        q.update_account(conn, row["id"], updated_at=now, **values)
-        if password is not None:
+        q.update_account_rules(
+            conn, row["id"], auto_syndicate=auto_syndicate,
+            include_categories=_categories(include_categories) if include_categories is not None else None,
+            exclude_categories=_categories(exclude_categories) if exclude_categories is not None else None,
+            now=now)
+        if password is not None and login is not None:
+            did, session = login
+            q.set_account_login(conn, row["id"], service=moved_to or row["service"], did=did,
+                                password_enc=cipher.encrypt(password.strip()),
+                                session_enc=cipher.encrypt(session), now=now)
             requeued = _requeue_reauth_failures(conn, row["id"], handle, now)
             q.add_event(conn, ts=now, kind="account_reauth", account=handle,
                         message=f"new app password for @{handle}; {requeued} delivery(ies) queued again")
-        if "service" in values:
+        if moved_to is not None:
             q.add_event(conn, ts=now, kind="account_service_changed", account=handle,
-                        message=f"@{handle} moved from {row['service']} to {values['service']} "
+                        message=f"@{handle} moved from {row['service']} to {moved_to} "
                                 "(logged in again there)")
         row = q.account_by_id(conn, row["id"])
     assert row is not None

@@ -202,7 +202,8 @@ class Skypost:
 
     # --- publishing ------------------------------------------------------------------
 
-    def submit(self, post: Post | Mapping[str, Any], *, sync: bool | None = None, source: str = "api") -> dict[str, Any]:
+    def submit(self, post: Post | Mapping[str, Any], *, sync: bool | None = None,
+               source: str = "api") -> dict[str, Any]:
         """Record the post and its deliveries in one transaction; returns its status at once."""
         return self.submit_state(post, sync=sync, source=source).to_json()
 

@@ -438,8 +438,8 @@ class Pipeline:
 
         def save_session(value: str) -> None:
             with self.db.transaction() as conn:
-                q.update_account(conn, account_id, session_enc=self._cipher().encrypt(value),
-                                 updated_at=self.clock())
+                q.set_account_session(conn, account_id, session_enc=self._cipher().encrypt(value),
+                                      now=self.clock())
 
         client = self.client_factory(
             service=service, handle=handle, password=password, session_string=session,

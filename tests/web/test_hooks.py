@@ -138,7 +138,7 @@ def test_a_timestamped_signature_is_accepted_only_within_five_minutes(web, clock
 
 
 def test_a_ghost_timestamp_of_thousands_of_digits_is_401_not_500(web, caplog):
-    secret = add_hook(web.app, "blog", "ghost")
+    add_hook(web.app, "blog", "ghost")
     body = json.dumps(GHOST).encode()
     for t in ("9" * 5000, "1" * 17, "0" * 100_000 + "1"):
         r = web.client.post("/hooks/blog", content=body, headers={

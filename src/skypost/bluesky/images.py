@@ -22,7 +22,7 @@ from __future__ import annotations
 import io
 import math
 
-from PIL import Image, ImageOps
+from PIL import Image
 
 __all__ = ["MAX_THUMB_BYTES", "MAX_PIXELS", "MAX_DECODE_BYTES", "ImageError", "decode_cost",
            "prepare_thumbnail", "sniff_image_mime"]

@@ -93,12 +93,44 @@ def insert_setting_if_missing(conn: Conn, key: str, value: str) -> None:
 
 # --- accounts -----------------------------------------------------------------
 
-def insert_account(conn: Conn, **values: Any) -> int:
-    return _insert(conn, "accounts", values, returning="id")
+def insert_account(conn: Conn, *, handle: str, did: str, service: str, auto_syndicate: bool,
+                   include_categories: Sequence[str], exclude_categories: Sequence[str],
+                   password_enc: str, session_enc: str | None, now: float) -> int:
+    return conn.scalar(
+        "INSERT INTO accounts (handle, did, service, auto_syndicate, include_categories, exclude_categories, "
+        "state, password_enc, session_enc, created_at, updated_at) VALUES (:handle, :did, :service, :auto, "
+        ":include, :exclude, 'active', :password_enc, :session_enc, :now, :now) RETURNING id",
+        {"handle": handle, "did": did, "service": service, "auto": auto_syndicate,
+         "include": encode_json(list(include_categories)), "exclude": encode_json(list(exclude_categories)),
+         "password_enc": password_enc, "session_enc": session_enc, "now": now})
 
 
-def update_account(conn: Conn, account_id: int, **values: Any) -> None:
-    _update(conn, "accounts", "id", account_id, values)
+def update_account_rules(conn: Conn, account_id: int, *, auto_syndicate: bool | None,
+                         include_categories: Sequence[str] | None, exclude_categories: Sequence[str] | None,
+                         now: float) -> None:
+    """The settings a person may change without a new login (None: unchanged)."""
+    conn.execute(
+        "UPDATE accounts SET auto_syndicate = COALESCE(:auto, auto_syndicate), "
+        "include_categories = COALESCE(:include, include_categories), "
+        "exclude_categories = COALESCE(:exclude, exclude_categories), updated_at = :now WHERE id = :id",
+        {"id": account_id, "auto": auto_syndicate, "now": now,
+         "include": encode_json(list(include_categories)) if include_categories is not None else None,
+         "exclude": encode_json(list(exclude_categories)) if exclude_categories is not None else None})
+
+
+def set_account_login(conn: Conn, account_id: int, *, service: str, did: str, password_enc: str,
+                      session_enc: str, now: float) -> None:
+    """A login that just succeeded: new credentials (and maybe service); the account is usable again."""
+    conn.execute(
+        "UPDATE accounts SET service = :service, did = :did, password_enc = :password_enc, "
+        "session_enc = :session_enc, state = 'active', last_error = NULL, updated_at = :now WHERE id = :id",
+        {"id": account_id, "service": service, "did": did, "password_enc": password_enc,
+         "session_enc": session_enc, "now": now})
+
+
+def set_account_session(conn: Conn, account_id: int, *, session_enc: str, now: float) -> None:
+    conn.execute("UPDATE accounts SET session_enc = :session_enc, updated_at = :now WHERE id = :id",
+                 {"id": account_id, "session_enc": session_enc, "now": now})
 
 
 def mark_needs_reauth(conn: Conn, account_id: int, *, error: str, now: float) -> None:

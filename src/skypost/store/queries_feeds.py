@@ -99,7 +99,8 @@ def existing_account_handles(conn: Conn, handles: Sequence[str]) -> set[str]:
     for start in range(0, len(handles), _CHUNK):
         params: dict[str, Any] = {}
         placeholders = in_list("h", handles[start:start + _CHUNK], params)
-        found.update(r["handle"] for r in conn.all(f"SELECT handle FROM accounts WHERE handle IN {placeholders}", params))
+        rows = conn.all(f"SELECT handle FROM accounts WHERE handle IN {placeholders}", params)
+        found.update(r["handle"] for r in rows)
     return found
 
 

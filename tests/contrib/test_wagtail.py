@@ -7,8 +7,8 @@ from tests.contrib.sites import run_scenario
 
 def test_wagtail_publish_syndicates_once(make_account, pds, proxy, tmp_path):
     alice = make_account("wagtail")
-    seen = run_scenario("wagtailproject", tmp_path, handle=alice.handle, password=alice.app_password,
-                        service=proxy.url)
+    seen = run_scenario("wagtailproject", tmp_path, handle=alice.handle,
+                        password=alice.app_password, service=proxy.url)
 
     assert seen["draft"] is None  # saving a draft revision is not publishing
     assert seen["inside_transaction"] is None  # nothing before the commit

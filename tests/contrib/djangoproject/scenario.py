@@ -36,8 +36,8 @@ def main() -> dict:
     app.add_account(os.environ["PDS_HANDLE"], os.environ["PDS_PASSWORD"],
                     service=os.environ["PDS_SERVICE"])
 
-    article = Article.objects.create(title="Hello from Django", slug="hello", excerpt="A first post.",
-                                     category="news")
+    article = Article.objects.create(title="Hello from Django", slug="hello",
+                                     excerpt="A first post.", category="news")
     seen["draft"] = app.status(f"blog.article:{article.pk}")
 
     with transaction.atomic():

@@ -11,6 +11,7 @@ from typing import Any, Iterator
 
 from django.apps import apps
 from django.contrib import admin, messages
+from django.contrib.admin.options import IS_POPUP_VAR
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
@@ -71,6 +72,9 @@ class SyndicationAdminMixin:
 
     def get_actions(self, request: HttpRequest) -> Any:
         actions = super().get_actions(request)  # type: ignore[misc]
+        off = self.actions is None or IS_POPUP_VAR in request.GET  # type: ignore[attr-defined]
+        if off or not self.has_change_permission(request):  # type: ignore[attr-defined]
+            return actions
         action = type(self).skypost_retry
         actions["skypost_retry"] = (action, "skypost_retry", action.short_description)
         return actions

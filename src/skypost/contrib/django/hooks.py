@@ -92,7 +92,8 @@ class Hooks:
         if syndication is None:
             return
         # the page row was saved (live) just before the signal: pre_save saw the old row
-        was = getattr(instance, _WAS_PUBLISHED, instance.first_published_at != instance.last_published_at)
+        first_publish = instance.first_published_at == instance.last_published_at
+        was = getattr(instance, _WAS_PUBLISHED, not first_publish)
         self._transition(syndication, instance, was, None)
 
     def after_unpublish(self, sender: type, instance: Any, **kwargs: Any) -> None:
@@ -103,7 +104,8 @@ class Hooks:
 
     # --- both ----------------------------------------------------------------------------
 
-    def _transition(self, syndication: Syndication, instance: Any, was: bool, using: str | None) -> None:
+    def _transition(self, syndication: Syndication, instance: Any, was: bool,
+                    using: str | None) -> None:
         now = syndication.is_published(instance)
         setattr(instance, _WAS_PUBLISHED, now)  # a second save of this object is an edit
         if now and not was:  # edits and unpublished saves never post: nothing to tell

@@ -11,8 +11,8 @@ class Migration(migrations.Migration):
             name="BlogPage",
             fields=[
                 ("page_ptr", models.OneToOneField(
-                    auto_created=True, on_delete=django.db.models.deletion.CASCADE, parent_link=True,
-                    primary_key=True, serialize=False, to="wagtailcore.page")),
+                    auto_created=True, on_delete=django.db.models.deletion.CASCADE,
+                    parent_link=True, primary_key=True, serialize=False, to="wagtailcore.page")),
                 ("intro", models.CharField(blank=True, max_length=250)),
             ],
             options={"abstract": False},

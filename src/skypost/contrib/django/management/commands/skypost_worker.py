@@ -1,4 +1,5 @@
-"""`manage.py skypost_worker [--burst] [--concurrency N]`: `skypost worker` with the site's settings."""
+"""`manage.py skypost_worker [--burst] [--concurrency N]`: `skypost worker`, configured by the
+site's settings.SKYPOST."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ class Command(BaseCommand):
     help = "Publish the syndicated posts to Bluesky (the skypost worker; stops on SIGTERM)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--burst", action="store_true", help="run until nothing is due, then exit")
+        parser.add_argument("--burst", action="store_true",
+                            help="run until nothing is due, then exit")
         parser.add_argument("--concurrency", type=int, default=1, help="jobs worked on at once")
 
     def handle(self, *args: Any, burst: bool = False, concurrency: int = 1, **options: Any) -> None:

@@ -17,6 +17,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -61,8 +62,18 @@ def _freeze(python: Path, env: dict[str, str]) -> dict[str, str]:
     return {canonicalize_name(name): version for name, version in pairs}
 
 
-def _build_wheel(dist: Path, scratch: Path, env: dict[str, str]) -> Path:
+def _clean_env() -> dict[str, str]:
+    """The venv's own interpreter and packages only: no PYTHONPATH to the source tree."""
+    env = {k: v for k, v in os.environ.items()
+           if k != "PYTHONPATH" and not k.startswith("SKYPOST_")}
+    return {**env, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Built from a copy, so the build leaves nothing in the checkout."""
+    scratch = tmp_path_factory.mktemp("build")
+    dist, env = scratch / "dist", _clean_env()
     source = scratch / "source"
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         (source / name).parent.mkdir(parents=True, exist_ok=True)
@@ -77,13 +88,28 @@ def _build_wheel(dist: Path, scratch: Path, env: dict[str, str]) -> Path:
     return wheel
 
 
-def test_wheel_keeps_the_sites_packages_and_publishes(make_account, pds, proxy, tmp_path):
-    # the venv's own interpreter and packages only: no PYTHONPATH to the source tree
-    env = {k: v for k, v in os.environ.items()
-           if k != "PYTHONPATH" and not k.startswith("SKYPOST_")}
-    env.update(PIP_DISABLE_PIP_VERSION_CHECK="1")
-    wheel = _build_wheel(tmp_path / "dist", tmp_path, env)
+def _check_commands(python: Path, env: dict[str, str]) -> None:
+    skypost = python.parent / "skypost"
+    for command in ([str(skypost), "--help"], [str(python), "-m", "skypost", "--help"]):
+        # run from the venv's bin: no source tree in the working directory either
+        assert "Usage: skypost" in _run(command, env, cwd=python.parent).stdout
+    typed = _run([str(python), "-c", "import importlib.resources as r;"
+                  "print(r.files('skypost').joinpath('py.typed').is_file())"], env,
+                 cwd=python.parent)
+    assert typed.stdout.strip() == "True"
 
+
+def test_wheel_installs_into_a_clean_venv_and_runs(wheel, tmp_path):
+    env = _clean_env()
+    venv = tmp_path / "venv"
+    _run([sys.executable, "-m", "venv", str(venv)], env)
+    python = venv / "bin" / "python"
+    _run([str(python), "-m", "pip", "install", "-q", str(wheel)], env)
+    _check_commands(python, env)
+
+
+def test_wheel_keeps_the_sites_packages_and_publishes(wheel, make_account, pds, proxy, tmp_path):
+    env = _clean_env()
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "venv", str(venv)], env)
     python, skypost = venv / "bin" / "python", venv / "bin" / "skypost"
@@ -97,11 +123,7 @@ def test_wheel_keeps_the_sites_packages_and_publishes(make_account, pds, proxy, 
     assert changed == {}, f"installing skypost replaced the site's packages: {changed}"
     assert set(after) - set(before) == {"skypost"}
 
-    for command in ([str(skypost), "--help"], [str(python), "-m", "skypost", "--help"]):
-        assert "Usage: skypost" in _run(command, env).stdout
-    typed = _run([str(python), "-c", "import importlib.resources as r;"
-                  "print(r.files('skypost').joinpath('py.typed').is_file())"], env)
-    assert typed.stdout.strip() == "True"
+    _check_commands(python, env)
 
     # the command line, at the lower bounds, end to end
     alice = make_account("wheel")

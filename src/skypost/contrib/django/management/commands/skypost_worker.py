@@ -4,6 +4,7 @@ site's settings.SKYPOST."""
 from __future__ import annotations
 
 import signal
+import threading
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
@@ -27,7 +28,8 @@ class Command(BaseCommand):
             self.stderr.write(f"received signal {signum}: finishing the delivery in hand")
             worker.stop()
 
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+        if threading.current_thread() is threading.main_thread():  # signals need the main thread
+            signal.signal(signal.SIGTERM, stop)
+            signal.signal(signal.SIGINT, stop)
         done = worker.run()
         self.stdout.write(f"skypost worker stopped after {done} job(s)")

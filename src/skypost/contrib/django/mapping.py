@@ -109,7 +109,7 @@ def _spec_fields(specs: dict[str, FieldSpec]) -> Callable[[Any], dict[str, Any]]
 
 
 def _wagtail_live(obj: Any) -> bool:
-    return bool(getattr(obj, "live"))
+    return bool(obj.live)
 
 
 def syndicate(model: type | None = None, /, *, id: FieldSpec | None = None,

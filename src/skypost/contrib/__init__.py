@@ -1,0 +1,1 @@
+"""Integrations with the frameworks a site already runs (Django, Wagtail)."""

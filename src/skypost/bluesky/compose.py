@@ -335,7 +335,8 @@ def format_datetime(value: datetime) -> str:
 
 
 def record_tags(tags: tuple[str, ...] | list[str]) -> list[str]:
-    """post.tags for the record's ``tags``: without '#', non-empty, unique, ≤ 64 graphemes, at most 8."""
+    """post.tags for the record's ``tags``: without '#', non-empty, unique, ≤ 64 graphemes,
+    at most 8."""
     out: list[str] = []
     for raw in tags:
         tag = single_line(clean_text(raw)).lstrip("#＃").strip()
@@ -408,7 +409,9 @@ def compose_post_record(
             }
             if card.image_url:
                 if fetcher is None:
-                    warnings.append("the card image was not fetched (no network access in this run)")
+                    warnings.append(
+                        "the card image was not fetched (no network access in this run)"
+                    )
                 else:
                     thumb, thumb_warnings = fetch_thumbnail(card.image_url, fetcher)
                     warnings.extend(thumb_warnings)

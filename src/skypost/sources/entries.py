@@ -215,7 +215,7 @@ def html_text(html: str) -> str:
         return ""
     if "<" not in html and "&" not in html:
         return " ".join(html.split())
-    from skypost.bluesky.compose import html_to_text
+    from skypost.bluesky.text import html_to_text
 
     return " ".join(html_to_text(html).split())
 

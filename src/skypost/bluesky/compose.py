@@ -1,6 +1,6 @@
 """The Bluesky post record of a Post: text, facets, link card and thumbnail.
 
-Text rules (DESIGN.md, "The record"):
+Text rules:
 
 * the custom ``post.text`` when given (cut with "…" when over the limits, never
   refused); else the title and, where room is left, the excerpt (``post.excerpt``, else
@@ -368,7 +368,7 @@ def compose_post_record(
     upload_blob: Callable[[bytes, str], dict] | None,
     resolve_handle: Callable[[str], str | None] | None = None,
 ) -> ComposedRecord:
-    """The ``app.bsky.feed.post`` record for ``post`` (see the module and DESIGN.md).
+    """The ``app.bsky.feed.post`` record for ``post`` (see the module doc).
 
     With ``post.url`` a link card is built (``gather_card``; the page is fetched only
     when the post lacks something and ``fetcher`` is given); its image is fetched and

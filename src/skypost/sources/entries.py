@@ -153,7 +153,7 @@ def _not_a_feed(content: bytes, base_url: str, content_type: str | None) -> Feed
             "not an RSS or Atom feed (the document has no rss, rdf:RDF or feed root element)")
     alternates = feed_alternates(content, base_url)
     # an RSS or Atom link is named as it is; a JSON one only once read (feeds.add_feed)
-    xml = [url for url, kind in alternates if kind in _XML_FEED_TYPES]
+    xml = [url for url, of_type in alternates if of_type in _XML_FEED_TYPES]
     hint = f"; it links to the feed {xml[0]}: add that URL" if xml else ""
     return FeedParseError(HTML_PAGE + hint, tuple(url for url, _ in alternates))
 
@@ -161,7 +161,7 @@ def _not_a_feed(content: bytes, base_url: str, content_type: str | None) -> Feed
 def discover_feed_links(html: bytes, base_url: str) -> list[str]:
     """The RSS and Atom feeds an HTML page advertises (<link rel="alternate"
     type="application/rss+xml">). JSON ones are in :func:`feed_alternates`."""
-    return [url for url, kind in feed_alternates(html, base_url) if kind in _XML_FEED_TYPES]
+    return [url for url, of_type in feed_alternates(html, base_url) if of_type in _XML_FEED_TYPES]
 
 
 def feed_alternates(html: bytes, base_url: str) -> list[tuple[str, str]]:
@@ -177,8 +177,8 @@ def feed_alternates(html: bytes, base_url: str) -> list[tuple[str, str]]:
         rel = (node.attributes.get("rel") or "").lower().split()
         kind = (node.attributes.get("type") or "").lower().split(";")[0].strip()
         if "alternate" in rel and kind in _XML_FEED_TYPES + JSON_FEED_TYPES:
-            url = urljoin(base_url, (node.attributes.get("href") or "").strip())
-            if _http(url):
+            url = _absolute(base_url, (node.attributes.get("href") or "").strip())
+            if url:
                 found.setdefault(url, kind)
     return list(found.items())
 

@@ -221,9 +221,11 @@ def _page_hint(app: "Skypost", exc: FeedParseError, max_bytes: int) -> str:
         return exc.reason
     readable = readable_feed(feed_fetcher(app), exc.alternates[:MAX_ALTERNATES],
                              max_bytes=max_bytes, now=app.clock())
-    if readable is None:
-        return f"{HTML_PAGE}; none of the feeds it links to can be read"
-    return f"{HTML_PAGE}; it links to the feed {readable}: add that URL"
+    if readable is not None:
+        return f"{HTML_PAGE}; it links to the feed {readable}: add that URL"
+    if exc.reason != HTML_PAGE:
+        return exc.reason  # it names an RSS or Atom feed, read or not
+    return f"{HTML_PAGE}; none of the feeds it links to can be read"
 
 
 def readable_feed(fetcher: Any, urls: Sequence[str], *, max_bytes: int, now: float) -> str | None:

@@ -41,7 +41,8 @@ def test_the_corpus_has_json_feeds():
 @pytest.mark.parametrize("name", JSON_CASES)
 def test_feed_rs_corpus(name):
     body = (FEED_RS / "input" / name).read_bytes()
-    parsed = parse_feed(body, base_url="https://feeds.example/" + name, content_type="application/json")
+    parsed = parse_feed(body, base_url="https://feeds.example/" + name,
+                        content_type="application/json")
     expected = EXPECTED[name]["entries"]
     assert parsed.version in ("json10", "json11")
     assert len(parsed.entries) == len(expected) and parsed.ignored == 0
@@ -61,8 +62,9 @@ def test_every_field_is_mapped():
         title="A  blog", home_page_url="https://blog.example.com/", language="fr-CA",
         items=[{
             "id": "urn:j:1", "url": "/posts/1", "external_url": "https://elsewhere.example/x",
-            "title": "Hello\n world", "summary": "The  summary.", "content_html": "<p>The <b>body</b></p>",
-            "content_text": "ignored when there is HTML", "date_published": "2024-05-01T10:00:00+02:00",
+            "title": "Hello\n world", "summary": "The  summary.",
+            "content_html": "<p>The <b>body</b></p>", "content_text": "ignored when there is HTML",
+            "date_published": "2024-05-01T10:00:00+02:00",
             "date_modified": "2024-06-01T10:00:00Z", "tags": ["Cats", "Dogs", "Cats", 7, ""],
             "image": "//img.example.com/1.jpg", "banner_image": "https://img.example.com/b.jpg",
             "language": "de",
@@ -89,7 +91,8 @@ def test_fallbacks():
     items = [
         # no title (a micro-blog): the text is the title; no url: external_url; modified date
         {"id": 42, "external_url": "https://elsewhere.example/a", "content_text": "Just  a note",
-         "date_modified": "Fri, 31 May 2019 12:17:58 -0700", "banner_image": "https://i.example/b.png"},
+         "date_modified": "Fri, 31 May 2019 12:17:58 -0700",
+         "banner_image": "https://i.example/b.png"},
         # HTML text, an image attachment
         {"id": "b", "url": "https://blog.example.com/b", "content_html": "<p>Some <i>html</i></p>",
          "attachments": [{"url": "https://i.example/a.mp3", "mime_type": "audio/mpeg"},
@@ -113,7 +116,8 @@ def test_fallbacks():
 
 
 def test_json_feed_is_recognised_by_type_or_by_body():
-    body = json_feed([E(guid="urn:1", title="One", link="https://blog.example.com/1", published=ts(T0))])
+    one = E(guid="urn:1", title="One", link="https://blog.example.com/1", published=ts(T0))
+    body = json_feed([one])
     for content_type in ("application/feed+json", "application/json; charset=utf-8", "text/plain",
                          "application/rss+xml", None):
         parsed = parse_feed(body, base_url=BASE, content_type=content_type)
@@ -152,7 +156,8 @@ def test_hostile_values_are_absent_not_fatal():
         b' "home_page_url": "javascript:alert(1)", "n": NaN, "i": -Infinity, "f": 1e999999,'
         b' "big": ' + huge.encode() + b', "items": ['
         b'{"id": ' + huge.encode() + b', "url": "https://e.example/1", "title": ["x"],'
-        b' "date_published": "9999-12-31T23:59:59-05:00", "tags": "not a list", "image": "ftp://x/y"},'
+        b' "date_published": "9999-12-31T23:59:59-05:00", "tags": "not a list",'
+        b' "image": "ftp://x/y"},'
         b'{"id": "\\u0000two\\ud800", "url": "http://[::1", "external_url": "https://e.example/2",'
         b' "date_published": "' + b"2024-01-01T00:00:00Z" * 10 + b'", "summary": "\\ud83d"},'
         b'{"id": true, "url": 12, "title": "no key"}'
@@ -187,9 +192,11 @@ def test_discovery_names_xml_feeds_and_lists_json_ones_to_be_read():
     assert discover_feed_links(page, base) == ["https://blog.example.com/feed.xml"]
     with pytest.raises(FeedParseError) as info:
         parse_feed(page, base_url=base, content_type="text/html")
-    assert info.value.reason.endswith("it links to the feed https://blog.example.com/feed.xml: add that URL")
+    assert info.value.reason.endswith(
+        "it links to the feed https://blog.example.com/feed.xml: add that URL")
     assert len(info.value.alternates) == 3
-    json_only = page.replace(b'<link rel="alternate" type="application/rss+xml" href="/feed.xml">', b"")
+    rss_link = b'<link rel="alternate" type="application/rss+xml" href="/feed.xml">'
+    json_only = page.replace(rss_link, b"")
     with pytest.raises(FeedParseError) as info:
         parse_feed(json_only, base_url=base, content_type="text/html")
     assert info.value.reason == "not an RSS or Atom feed: the URL serves an HTML page"

@@ -1,9 +1,11 @@
-"""Feed documents built with feedgen (RSS 2.0 and Atom), and time helpers."""
+"""Feed documents built with feedgen (RSS 2.0 and Atom) or as JSON (JSON Feed 1.1), and
+time helpers."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from datetime import datetime, timezone
 from email.utils import format_datetime
 
@@ -96,6 +98,34 @@ def atom(items: list[E], *, title: str = "Test blog", link: str = "https://blog.
             xml = xml.replace(f'<link href="{e.image}"/>'.encode(),
                               f'<link href="{e.image}" rel="enclosure" type="image/jpeg" length="1234"/>'.encode())
     return xml
+
+
+def json_feed(items: list[E], *, title: str = "Test blog", link: str = "https://blog.example.com/",
+              language: str | None = "en", version: str = "https://jsonfeed.org/version/1.1") -> bytes:
+    """A JSON Feed with the same fields as :func:`rss` and :func:`atom`."""
+    feed: dict = {"version": version, "title": title, "home_page_url": link,
+                  "feed_url": link + "feed.json", "items": []}
+    if language:
+        feed["language"] = language
+    for e in items:
+        item: dict = {"id": e.guid, "title": e.title, "date_published": e.published.isoformat(),
+                      "date_modified": e.published.isoformat()}
+        if e.link:
+            item["url"] = e.link
+        if e.summary:
+            item["summary"] = e.summary
+        if e.content:
+            item["content_html"] = e.content
+        if e.categories:
+            item["tags"] = list(e.categories)
+        if e.image:
+            item["image"] = e.image
+        feed["items"].append(item)
+    return json.dumps(feed, ensure_ascii=False, indent=1).encode("utf-8")
+
+
+CONTENT_TYPES = {rss: "application/rss+xml; charset=utf-8", atom: "application/atom+xml",
+                 json_feed: "application/feed+json"}
 
 
 def http_date(when: datetime) -> str:

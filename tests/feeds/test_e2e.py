@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from skypost.sources import feeds
 from skypost.sources.entries import entry_post_id
-from tests.feeds.builders import E, atom, entries, ts
+from tests.feeds.builders import CONTENT_TYPES, E, atom, entries, json_feed, ts
 
 INTERVAL = 120
-PATH = "/atom.xml"
+PATH = "/feed"
 
 
 def tick(app, clock, seconds=INTERVAL):
@@ -16,13 +18,14 @@ def tick(app, clock, seconds=INTERVAL):
     app.db.dispose()  # see test_poll.run_worker
 
 
+@pytest.mark.parametrize("kind", [atom, json_feed])
 def test_new_entries_reach_bluesky_once_across_many_polls(db_url, make_app, make_account, pds, proxy, clock,
-                                                         feed_server):
+                                                         feed_server, kind):
     app = make_app(db_url)
     alice = make_account("feedy")
     app.add_account(alice.handle, alice.app_password, service=proxy.url)
     backlog = entries(3, start=clock(), base=feed_server.base)  # card pages on loopback
-    feed_server.set(PATH, atom(backlog), content_type="application/atom+xml")
+    feed_server.set(PATH, kind(backlog), content_type=CONTENT_TYPES[kind])
     added = feeds.add_feed(app, feed_server.url(PATH), interval=INTERVAL, backfill=1)
     assert [o.title for o in added.backfilled] == ["Post number 3"]
 
@@ -37,7 +40,7 @@ def test_new_entries_reach_bluesky_once_across_many_polls(db_url, make_app, make
                     content_type="text/html")
     fresh = E(guid="urn:post:4", title="A brand new post", link=page,
               published=ts(clock()), summary="Fresh from the feed.", categories=("news",))
-    feed_server.set(PATH, atom([fresh] + backlog), content_type="application/atom+xml")
+    feed_server.set(PATH, kind([fresh] + backlog), content_type=CONTENT_TYPES[kind])
     for _ in range(5):
         tick(app, clock)
     records = pds.list_posts(alice.did)

@@ -13,7 +13,7 @@ from skypost.models import ValidationError
 from skypost.sources import feeds
 from skypost.sources.entries import entry_post_id
 from skypost.store import queries_feeds as qf
-from tests.feeds.builders import E, atom, entries, http_date, rss, ts
+from tests.feeds.builders import CONTENT_TYPES, E, atom, entries, http_date, json_feed, rss, ts
 
 INTERVAL = 300
 PATH = "/feed.xml"
@@ -61,10 +61,10 @@ def app(db_url, make_app):
     return make_app(db_url)
 
 
-@pytest.mark.parametrize("kind", [rss, atom])
+@pytest.mark.parametrize("kind", [rss, atom, json_feed])
 def test_backlog_is_held_back_and_each_new_entry_is_submitted_once(app, clock, feed_server, kind):
     backlog = entries(3, start=clock())
-    feed_server.set(PATH, kind(backlog))
+    feed_server.set(PATH, kind(backlog), content_type=CONTENT_TYPES[kind])
     added = feeds.add_feed(app, feed_server.url(), interval=INTERVAL)
     assert added.seen == 3 and added.backfilled == ()
     feed_id = added.feed["id"]
@@ -76,14 +76,14 @@ def test_backlog_is_held_back_and_each_new_entry_is_submitted_once(app, clock, f
     assert feed_posts(app) == []
 
     items = [new_entry(clock, 4)] + backlog
-    feed_server.set(PATH, kind(items))
+    feed_server.set(PATH, kind(items), content_type=CONTENT_TYPES[kind])
     for _ in range(4):
         tick(app, clock)
     assert feed_posts(app) == ["Post number 4"]
     assert app.status(entry_post_id(feed_id, "id:urn:post:4"))["id"] == entry_post_id(feed_id, "id:urn:post:4")
 
     items = [new_entry(clock, 6), new_entry(clock, 5)] + items
-    feed_server.set(PATH, kind(items))
+    feed_server.set(PATH, kind(items), content_type=CONTENT_TYPES[kind])
     for _ in range(3):
         tick(app, clock)
     assert feed_posts(app) == ["Post number 4", "Post number 5", "Post number 6"]  # publication order
@@ -485,3 +485,56 @@ def test_a_new_entry_dated_a_little_before_the_add_is_a_new_post(app, clock, fee
     feed_server.set(PATH, rss(late + entries(2, start=clock())))
     tick(app, clock)
     assert sorted(feed_posts(app)) == ["Same second", "Scheduled"]
+
+
+def test_a_json_feed_follows_the_same_cutoff_dedup_and_conditional_get(app, clock, feed_server):
+    serve = dict(content_type="application/feed+json")
+    items = entries(3, start=clock())
+    feed_server.set(PATH, json_feed(items), **serve)
+    added = feeds.add_feed(app, feed_server.url(), interval=INTERVAL, backfill=1)
+    assert [o.title for o in added.backfilled] == ["Post number 3"] and added.seen == 3
+    tick(app, clock)
+    assert feed_server.requests[-1].status == 304  # the ETag is honoured
+    # regenerated ids (same urls), an archive under new ids and urls, an edit: none is new
+    regenerated = [E(guid=e.guid + "-v2", title=e.title, link=e.link, published=e.published)
+                   for e in items]
+    archive = [E(guid="urn:moved:1", title="Moved", link="https://new.example.com/1",
+                 published=ts(clock() - 30 * 86400))]
+    edited = E(guid=items[0].guid, title="Post number 3, edited", link=items[0].link,
+               published=ts(clock()))
+    fresh = new_entry(clock, 4)
+    feed_server.set(PATH, json_feed([fresh, edited] + regenerated[1:] + archive), **serve)
+    tick(app, clock)
+    tick(app, clock)
+    assert feed_posts(app) == ["Post number 3", "Post number 4"]
+    skipped = [e["message"] for e in app.events(limit=100) if e["kind"] == "feed_entry_skipped"]
+    assert any("same link" in m for m in skipped)
+    assert any("long before the feed was added" in m for m in skipped)
+
+
+def test_feed_add_names_a_json_feed_of_a_page_only_once_it_is_read(app, clock, feed_server):
+    page = ('<!doctype html><html><head>'
+            '<link rel="alternate" type="application/json" href="/wp-json/wp/v2/pages/2">'
+            '<link rel="alternate" type="application/feed+json" href="{feed}">'
+            "</head><body>hi</body></html>")
+    feed_server.set("/wp-json/wp/v2/pages/2", b'{"id": 2, "title": {"rendered": "About"}}',
+                    content_type="application/json")
+    feed_server.set("/feed.json", json_feed(entries(2, start=clock())),
+                    content_type="application/feed+json")
+    feed_server.set("/broken.json", b'{"version": "https://jsonfeed.org/version/1", "items": ',
+                    content_type="application/feed+json")
+    feed_server.set("/page", page.format(feed="/feed.json"), content_type="text/html")
+    feed_server.set("/page2", page.format(feed="/broken.json"), content_type="text/html")
+    with pytest.raises(ValidationError) as info:
+        feeds.add_feed(app, feed_server.url("/page"), interval=INTERVAL)
+    assert info.value.errors["url"] == (
+        "not an RSS or Atom feed: the URL serves an HTML page; it links to the feed "
+        f"{feed_server.url('/feed.json')}: add that URL")
+    with pytest.raises(ValidationError) as info:
+        feeds.add_feed(app, feed_server.url("/page2"), interval=INTERVAL)
+    assert info.value.errors["url"].endswith("none of the feeds it links to can be read")
+    assert feed_server.count("/broken.json") == 1 and feed_server.count("/wp-json/wp/v2/pages/2") == 2
+    assert feeds.list_feeds(app) == []
+    # the named feed is one that `feed add` takes
+    added = feeds.add_feed(app, feed_server.url("/feed.json"), interval=INTERVAL)
+    assert added.seen == 2 and added.feed["title"] == "Test blog"

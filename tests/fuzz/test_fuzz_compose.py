@@ -10,7 +10,7 @@ import json
 import re
 from datetime import datetime, timezone
 
-import grapheme
+import regex
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -23,6 +23,11 @@ NOW = datetime(2026, 5, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
 LINK = "app.bsky.richtext.facet#link"
 MENTION = "app.bsky.richtext.facet#mention"
 TAG = "app.bsky.richtext.facet#tag"
+_CLUSTER = regex.compile(r"\X")
+
+
+def _graphemes(text: str) -> int:
+    return len(_CLUSTER.findall(text))
 
 long_text = st.builds(lambda piece, n: piece * n, pieces_text | st.sampled_from(["word ", "日本", "👍🏽", "e\u0301"]),
                       st.integers(1, 400))
@@ -36,7 +41,9 @@ def _utf8(text: str) -> bool:
 
 
 # URLs are used as given (the card's uri): parse_post_document must have refused invalid Unicode
-post_urls = (urls | st.sampled_from(["https://blog.example.com/a", "https://example.com/" + "x" * 400, ""])).filter(_utf8)
+post_urls = (
+    urls | st.sampled_from(["https://blog.example.com/a", "https://example.com/" + "x" * 400, ""])
+).filter(_utf8)
 posts = st.builds(
     Post,
     id=st.text(min_size=1, max_size=10),
@@ -65,7 +72,7 @@ def check_record(post: Post, composed) -> None:
     assert record["createdAt"] == "2026-05-01T12:00:00.123Z"
     text = record["text"]
     data = text.encode("utf-8")  # no lone surrogates
-    assert grapheme.length(text) <= MAX_GRAPHEMES, grapheme.length(text)
+    assert _graphemes(text) <= MAX_GRAPHEMES, _graphemes(text)
     assert len(data) <= MAX_BYTES
     assert text == text.strip()
     assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", text), "control characters in the text"
@@ -73,7 +80,7 @@ def check_record(post: Post, composed) -> None:
     assert len(langs) <= 3 and all(isinstance(x, str) and x for x in langs)
     tags = record.get("tags", [])
     assert len(tags) <= 8 and len(set(tags)) == len(tags)
-    assert all(t and grapheme.length(t) <= 64 and not t.startswith(("#", "＃")) for t in tags)
+    assert all(t and _graphemes(t) <= 64 and not t.startswith(("#", "＃")) for t in tags)
     end = 0
     for facet in record.get("facets", []):
         start, stop = facet["index"]["byteStart"], facet["index"]["byteEnd"]
@@ -82,12 +89,17 @@ def check_record(post: Post, composed) -> None:
         piece = data[start:stop].decode("utf-8")  # raises if a boundary splits a character
         [feature] = facet["features"]
         if feature["$type"] == LINK:
-            assert piece == feature["uri"] and feature["uri"].lower().startswith(("http://", "https://"))
+            # a bare domain (example.com/x) links to https://
+            assert feature["uri"] in (piece, "https://" + piece)
+            assert feature["uri"].lower().startswith(("http://", "https://"))
         elif feature["$type"] == MENTION:
             assert piece.startswith("@") and feature["did"].startswith("did:")
         else:
             assert feature["$type"] == TAG
-            assert piece[0] in "#＃" and piece[1:] == feature["tag"] and feature["tag"]
+            if piece.startswith("$"):  # a cashtag: the ticker in capitals
+                assert feature["tag"] == piece.upper() and 2 <= len(piece) <= 6
+            else:
+                assert piece[0] in "#＃" and piece[1:] == feature["tag"] and feature["tag"]
     embed = record.get("embed")
     if embed is not None:
         external = embed["external"]
@@ -104,7 +116,8 @@ def test_any_post_composes_within_limits(post):
 
 @FUZZ
 @given(posts, st.lists(st.sampled_from(["@alice.test ", "@xnobody.test ", "@bob.example.com", "@a.b.c.d ",
-                                        "@" + "h" * 70 + ".com ", "#tag ", "https://e.com/x) "]), max_size=6))
+                                        "@" + "h" * 70 + ".com ", "#tag ", "https://e.com/x) ",
+                                        "e.com/x). ", "$aapl, ", "($BTC) ", "README.md "]), max_size=6))
 def test_mentions_resolved_and_not(post, extra):
     from dataclasses import replace
 

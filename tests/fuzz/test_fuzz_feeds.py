@@ -1,10 +1,12 @@
-"""Fuzz: feed parsing (sources/entries.py). Arbitrary bytes, and valid RSS 0.91/1.0/2.0 and
-Atom documents mutated (bytes flipped, cut, repeated, nasty snippets spliced in), give a
-ParsedFeed or a FeedParseError with a reason — never another exception. Every entry of a
-parsed feed is well-formed, and turning it into a post gives a Post or a ValidationError."""
+"""Fuzz: feed parsing (sources/entries.py). Arbitrary bytes, and valid RSS 0.91/1.0/2.0,
+Atom and JSON Feed documents mutated (bytes flipped, cut, repeated, nasty snippets spliced
+in), and JSON Feeds whose every field may have any JSON value, give a ParsedFeed or a
+FeedParseError with a reason — never another exception. Every entry of a parsed feed is
+well-formed, and turning it into a post gives a Post or a ValidationError."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 
 import pytest
@@ -19,12 +21,13 @@ from skypost.sources.entries import (
     ParsedFeed,
     discover_feed_links,
     entry_to_post,
+    feed_alternates,
     newest_first,
     parse_feed,
     unique_entries,
 )
-from tests.feeds.builders import E, atom, rss
-from tests.fuzz.strategies import fuzz_settings
+from tests.feeds.builders import E, atom, json_feed, rss
+from tests.fuzz.strategies import any_text, fuzz_settings, iso_datetimes, json_values, text_like, urls
 from tests.fuzz.test_fuzz_document import check_post
 
 FUZZ = fuzz_settings(1000)
@@ -56,9 +59,12 @@ MEDIA = b"""<?xml version="1.0" encoding="utf-8"?>
 <rss version="2.0" xmlns:media="http://search.yahoo.com/mrss/"><channel><title>M</title><link>https://m.example.com/</link>
 <item><title>content</title><link>https://m.example.com/1</link><guid isPermaLink="false">m1</guid>
 <media:content url="https://m.example.com/pic.jpg" medium="image"/><media:thumbnail url="https://m.example.com/t.jpg"/>
-<enclosure url="https://m.example.com/e.png" type="image/png" length="1"/><pubDate>Tue, 10 Jun 2003 04:00:00 GMT</pubDate>
+<enclosure url="https://m.example.com/e.png" type="image/png" length="1"/>
+<pubDate>Tue, 10 Jun 2003 04:00:00 GMT</pubDate>
 </item></channel></rss>"""
-SEEDS = [rss(_ITEMS), atom(_ITEMS), rss(_ITEMS, language="fr-CA"), atom(_ITEMS, language=None), RSS10, RSS091, MEDIA]
+JSON10 = json_feed(_ITEMS, language=None, version="https://jsonfeed.org/version/1")
+SEEDS = [rss(_ITEMS), atom(_ITEMS), rss(_ITEMS, language="fr-CA"), atom(_ITEMS, language=None), RSS10, RSS091, MEDIA,
+         json_feed(_ITEMS), JSON10]
 
 SNIPPETS = [
     b"&", b"&nbsp;", b"&#0;", b"&#xD800;", b"&#x110000;", b"&#99999999999;", b"&unknown;", b"<", b">", b"]]>",
@@ -71,10 +77,18 @@ SNIPPETS = [
     b'<?xml version="1.0" encoding="utf-16"?>', b'<?xml version="1.0" encoding="bogus"?>',
     b'<?xml version="1.0" encoding="ISO-\xc8\xc7-1"?>',
     b"<!DOCTYPE rss [<!ENTITY a 'aaaa'>]>", b"&a;", b"<media:content url='https://x.example/p.jpg'/>",
-    b"<enclosure url='https://x.example/e.gif' type='image/gif'/>", b"<content:encoded><![CDATA[<p>x</p>]]></content:encoded>",
+    b"<enclosure url='https://x.example/e.gif' type='image/gif'/>",
+    b"<content:encoded><![CDATA[<p>x</p>]]></content:encoded>",
     b"<summary type='xhtml'><div xmlns='http://www.w3.org/1999/xhtml'><p>x</p></div></summary>",
     "<title>\U0001F468\u200D\U0001F469 ünïcödé</title>".encode(), b"<html><head>", b"<!doctype html>",
     b'<link rel="alternate" type="application/rss+xml" href="/feed">',
+    b'<link rel="alternate" type="application/feed+json" href="http://[::1/feed.json">',
+    b'<link rel="alternate" type="application/json" href="/feed.json">',
+    # JSON
+    b"{", b"}", b"[", b"]", b'"', b",", b":", b"\\ud800", b"\\u0000", b"1e999999", b"-0", b"9" * 5000, b"NaN",
+    b"-Infinity", b"null", b"true", b'"version": "https://jsonfeed.org/version/1.1"', b'"items": [', b"[" * 2000,
+    b'"id": 1', b'"id": {}', b'"url": "//x.example/a"', b'"date_published": "0001-01-01T00:00:00+23:59"',
+    b'"tags": [[[]]]', b'"\\/\\b\\f\\n\\r\\t"',
 ]
 
 
@@ -103,7 +117,8 @@ def mutated_feeds(draw: st.DrawFn) -> bytes:
 
 
 content_types = st.sampled_from([None, "application/rss+xml", "application/atom+xml", "text/xml; charset=utf-8",
-                                 "text/html", "application/xml; charset=bogus", "text/plain", ""])
+                                 "text/html", "application/xml; charset=bogus", "text/plain", "",
+                                 "application/feed+json", "application/json; charset=utf-8"])
 base_urls = st.sampled_from([BASE, "https://bücher.example/feed", "http://127.0.0.1:8080/f", "https://e.com"])
 
 
@@ -157,8 +172,12 @@ def test_snippet_soup(content, content_type):
 @FUZZ
 @given(st.binary(max_size=300) | mutated_feeds(), base_urls)
 def test_feed_discovery_in_html(content, base_url):
-    links = discover_feed_links(b"<!doctype html><html><head>" + content, base_url)
+    page = b"<!doctype html><html><head>" + content
+    links = discover_feed_links(page, base_url)
     assert all(check_http_url(link) is None for link in links)
+    alternates = feed_alternates(page, base_url)
+    assert all(check_http_url(url) is None for url, _ in alternates)
+    assert links == [url for url, kind in alternates if kind.endswith("+xml")]
 
 
 # what the fuzzing found, kept as fixed cases: character references the loose parser chokes on
@@ -180,3 +199,42 @@ def test_seeds_parse():
     """The unmutated seeds are good feeds (or the mutations would test nothing)."""
     for seed in SEEDS:
         assert parse_feed(seed, base_url=BASE).entries, seed[:80]
+
+
+def _any(good: st.SearchStrategy) -> st.SearchStrategy:
+    """The right type, mostly; any JSON value sometimes."""
+    return good | good | json_values
+
+
+_attachments = st.lists(st.fixed_dictionaries({}, optional={
+    "url": _any(urls), "mime_type": _any(st.sampled_from(["image/png", "audio/mpeg", "IMAGE/JPEG"]))}), max_size=3)
+json_items = st.fixed_dictionaries({}, optional={
+    "id": _any(st.text(max_size=30) | st.integers() | any_text), "url": _any(urls), "external_url": _any(urls),
+    "title": _any(text_like), "summary": _any(text_like), "content_html": _any(text_like),
+    "content_text": _any(text_like), "date_published": _any(iso_datetimes | text_like),
+    "date_modified": _any(iso_datetimes), "tags": _any(st.lists(text_like, max_size=5)),
+    "image": _any(urls), "banner_image": _any(urls), "attachments": _any(_attachments),
+    "language": _any(st.sampled_from(["en", "fr-CA", "xx_YY", "", "en-" + "x" * 300]) | any_text),
+})
+json_documents = st.fixed_dictionaries(
+    {"version": st.sampled_from(["https://jsonfeed.org/version/1", "https://jsonfeed.org/version/1.1",
+                                 "http://jsonfeed.org/version/1", "https://jsonfeed.org/version/2"]) | json_values},
+    optional={"title": _any(text_like), "home_page_url": _any(urls), "language": _any(any_text),
+              "items": _any(st.lists(json_items | json_values, max_size=6))},
+)
+
+
+@FUZZ
+@given(json_documents, st.booleans(), base_urls, content_types)
+def test_json_feeds_with_any_values(document, ascii_only, base_url, content_type):
+    # lone surrogates make invalid UTF-8 when not escaped: a case of its own
+    text = json.dumps(document, ensure_ascii=ascii_only)
+    check(text.encode("utf-8", "surrogatepass"), base_url, content_type)
+
+
+def test_json_seeds_parse_with_the_same_entries_as_rss():
+    for seed in SEEDS[-2:]:
+        parsed = parse_feed(seed, base_url=BASE)
+        assert parsed.version in ("json10", "json11")
+        assert [(e.key, e.url) for e in parsed.entries] == [
+            (e.key, e.url) for e in parse_feed(rss(_ITEMS), base_url=BASE).entries]

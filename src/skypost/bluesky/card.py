@@ -19,13 +19,8 @@ from urllib.parse import urljoin, urlsplit
 
 from selectolax.lexbor import LexborHTMLParser
 
-from skypost.bluesky.compose import (
-    clean_text,
-    post_excerpt_text,
-    post_title_text,
-    truncate,
-)
 from skypost.bluesky.images import ImageError, prepare_thumbnail, sniff_image_mime
+from skypost.bluesky.text import clean_text, post_excerpt_text, post_title_text, truncate
 from skypost.fetch import FetchError, SafeFetcher
 from skypost.models import Post
 

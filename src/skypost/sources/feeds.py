@@ -34,6 +34,7 @@ from skypost.fetch import CachingFetcher, FetchError
 from skypost.models import ValidationError, check_http_url, iso, normalize_handle
 from skypost.resilience import retry_after_seconds
 from skypost.sources.entries import (
+    HTML_PAGE,
     Entry,
     FeedParseError,
     ParsedFeed,
@@ -60,8 +61,10 @@ MAX_BACKOFF = 6 * 3600.0
 MAX_RETRY_AFTER = 24 * 3600.0  # a site's Retry-After is honoured up to this
 MAX_FEED_BYTES = 5_000_000
 MAX_URL = 2048
-ACCEPT = ("application/rss+xml, application/atom+xml, application/rdf+xml;q=0.9, "
-          "application/xml;q=0.8, text/xml;q=0.8, */*;q=0.5")
+ACCEPT = ("application/rss+xml, application/atom+xml, application/feed+json, "
+          "application/rdf+xml;q=0.9, application/xml;q=0.8, text/xml;q=0.8, "
+          "application/json;q=0.8, */*;q=0.5")
+MAX_ALTERNATES = 3  # feeds of an HTML page that `feed add` reads before naming one
 
 
 # --- results -----------------------------------------------------------------------------
@@ -175,7 +178,7 @@ def add_feed(app: "Skypost", url: str, *, accounts: Sequence[str] = (), interval
     try:
         parsed = parse_feed(fetched.content, base_url=url, content_type=fetched.content_type)
     except FeedParseError as exc:
-        raise ValidationError({"url": exc.reason}) from None
+        raise ValidationError({"url": _page_hint(app, exc, max_bytes)}) from None
 
     entries = unique_entries(newest_first(parsed.entries))
     chosen = _backfill_choice(entries, backfill, categories, handles)
@@ -210,6 +213,34 @@ def add_feed(app: "Skypost", url: str, *, accounts: Sequence[str] = (), interval
     info = feed_info(app, url)
     assert info is not None
     return AddedFeed(info, len(entries), tuple(backfilled))
+
+
+def _page_hint(app: "Skypost", exc: FeedParseError, max_bytes: int) -> str:
+    """For an HTML page: name the first feed it advertises that can be read."""
+    if not exc.alternates:
+        return exc.reason
+    readable = readable_feed(feed_fetcher(app), exc.alternates[:MAX_ALTERNATES],
+                             max_bytes=max_bytes, now=app.clock())
+    if readable is not None:
+        return f"{HTML_PAGE}; it links to the feed {readable}: add that URL"
+    if exc.reason != HTML_PAGE:
+        return exc.reason  # it names an RSS or Atom feed, read or not
+    return f"{HTML_PAGE}; none of the feeds it links to can be read"
+
+
+def readable_feed(fetcher: Any, urls: Sequence[str], *, max_bytes: int, now: float) -> str | None:
+    """The first of `urls` whose document is a feed that parses, or None."""
+    for url in urls:
+        fetched = fetch_feed(fetcher, url, etag=None, last_modified=None, max_bytes=max_bytes,
+                             now=now)
+        if fetched.error or fetched.status != 200:
+            continue
+        try:
+            parse_feed(fetched.content, base_url=url, content_type=fetched.content_type)
+        except FeedParseError:
+            continue
+        return url
+    return None
 
 
 def _backfill_choice(entries: Sequence[Entry], backfill: int, categories: Sequence[str],

@@ -389,6 +389,8 @@ class Skypost:
     # --- the worker -----------------------------------------------------------------------
 
     def make_worker(self, *, burst: bool = False, concurrency: int = 1) -> "Worker":
+        # loaded here, not at the top: `skypost submit` imports this module and must stay fast
+        from skypost.sources import feeds
         from skypost.worker import JobKind, Worker
 
         pipeline = self.pipeline
@@ -400,15 +402,10 @@ class Skypost:
         def load_post(conn: Any, job: Any) -> Any:
             return pipeline.load(conn, job.args["post_seq"])
 
-        def feed_poll(job: Any, owner: str, should_stop: Callable[[], bool], loaded: Any) -> None:
-            from skypost.sources.feeds import run_poll_job
-
-            run_poll_job(self, job, owner, should_stop)
-
         handlers = {
             syndicator.SYNDICATE_JOB: JobKind(syndicate, load_post),
-            "feed_poll": JobKind(feed_poll),
             PRUNE_JOB: JobKind(self._prune),
+            **feeds.job_kinds(self),
         }
         if not burst:
             self.queue.schedule_recurring(PRUNE_JOB, run_at=self.clock())

@@ -3,7 +3,7 @@
 Each enabled feed has one long-lived durable job (kind "feed_poll", args
 {"feed_id": N}) that polls it and reschedules itself for the next poll; there is
 no cron. A poll is a conditional GET with a size cap; new entries are submitted
-with `Skypost.submit_state(..., source="feed", check_cutoff=False)`.
+with `SourceHost.submit_state(..., source="feed", check_cutoff=False)`.
 
 Which entries are syndicated (the activation cutoff):
 
@@ -28,7 +28,7 @@ import dataclasses
 import logging
 import math
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from skypost.fetch import CachingFetcher, FetchError
 from skypost.models import ValidationError, check_http_url, iso, normalize_handle
@@ -45,12 +45,11 @@ from skypost.sources.entries import (
     parse_feed,
     unique_entries,
 )
+from skypost.sources import SourceHost
 from skypost.store import queries as q
-from skypost.store.rows import JobRow
 from skypost.store import queries_feeds as qf
-
-if TYPE_CHECKING:
-    from skypost.app import Skypost
+from skypost.store.rows import JobRow
+from skypost.worker import JobKind
 
 log = logging.getLogger("skypost.feeds")
 
@@ -134,7 +133,7 @@ def min_interval(settings: Any) -> float:
     return float(getattr(settings, "feed_min_interval", MIN_INTERVAL))
 
 
-def add_feed(app: "Skypost", url: str, *, accounts: Sequence[str] = (), interval: float = DEFAULT_INTERVAL,
+def add_feed(app: SourceHost, url: str, *, accounts: Sequence[str] = (), interval: float = DEFAULT_INTERVAL,
              backfill: int = 0, include_categories: Sequence[str] = (),
              max_bytes: int = MAX_FEED_BYTES) -> AddedFeed:
     """Validate, fetch once (it must parse), then in one transaction: the feed, its
@@ -215,7 +214,7 @@ def add_feed(app: "Skypost", url: str, *, accounts: Sequence[str] = (), interval
     return AddedFeed(info, len(entries), tuple(backfilled))
 
 
-def _page_hint(app: "Skypost", exc: FeedParseError, max_bytes: int) -> str:
+def _page_hint(app: SourceHost, exc: FeedParseError, max_bytes: int) -> str:
     """For an HTML page: name the first feed it advertises that can be read."""
     if not exc.alternates:
         return exc.reason
@@ -260,7 +259,7 @@ def _backfill_choice(entries: Sequence[Entry], backfill: int, categories: Sequen
     return chosen
 
 
-def remove_feed(app: "Skypost", url: str) -> dict[str, Any]:
+def remove_feed(app: SourceHost, url: str) -> dict[str, Any]:
     """Delete a feed, its seen entries and its waiting poll job. Posts already submitted stay."""
     url = (url or "").strip()
     now = app.clock()
@@ -277,7 +276,7 @@ def remove_feed(app: "Skypost", url: str) -> dict[str, Any]:
     return info
 
 
-def list_feeds(app: "Skypost") -> list[dict[str, Any]]:
+def list_feeds(app: SourceHost) -> list[dict[str, Any]]:
     """Every feed with its poll state (last_error, error_count, last/next poll, enabled) —
     for `feed list`, `status` and the dashboard."""
     with app.db.connect() as conn:
@@ -286,7 +285,7 @@ def list_feeds(app: "Skypost") -> list[dict[str, Any]]:
     return [_feed_json(r, counts.get(r["id"], {})) for r in rows]
 
 
-def feed_info(app: "Skypost", url: str) -> dict[str, Any] | None:
+def feed_info(app: SourceHost, url: str) -> dict[str, Any] | None:
     with app.db.connect() as conn:
         row = qf.feed_by_url(conn, (url or "").strip())
         counts = qf.entry_counts(conn) if row else {}
@@ -308,7 +307,7 @@ def _feed_json(row: Mapping[str, Any], counts: Mapping[str, int]) -> dict[str, A
 
 # --- polling ------------------------------------------------------------------------------
 
-def feed_fetcher(app: "Skypost") -> Any:
+def feed_fetcher(app: SourceHost) -> Any:
     """The app's fetcher without its short-lived answer cache: a poll must see the feed
     as it is now (a cached answer would hide new entries, or an error, for a while)."""
     fetcher = app.fetcher()
@@ -342,7 +341,7 @@ def fetch_feed(fetcher: Any, url: str, *, etag: str | None, last_modified: str |
                    content_type=h.get("content-type"), etag=h.get("etag"), last_modified=h.get("last-modified"))
 
 
-def poll_feed(app: "Skypost", feed_id: int, *, should_stop: Callable[[], bool] | None = None,
+def poll_feed(app: SourceHost, feed_id: int, *, should_stop: Callable[[], bool] | None = None,
               max_bytes: int = MAX_FEED_BYTES) -> PollResult | None:
     """Poll one feed now: fetch, parse, submit new entries, record the outcome and the
     next poll time on the feed. None when the feed does not exist."""
@@ -387,7 +386,7 @@ def poll_feed(app: "Skypost", feed_id: int, *, should_stop: Callable[[], bool] |
     return _record_success(app, feed, now, fetched, parsed, tuple(outcomes), stopped=stopped)
 
 
-def _take_entry(app: "Skypost", feed: Mapping[str, Any], entry: Entry, now: float) -> EntryOutcome | None:
+def _take_entry(app: SourceHost, feed: Mapping[str, Any], entry: Entry, now: float) -> EntryOutcome | None:
     """Mark one entry as seen and, if it qualifies, submit it — in one transaction.
     None when another poller saw it first."""
     feed_id = feed["id"]
@@ -435,7 +434,7 @@ def backoff_delay(interval: float, error_count: int) -> float:
     return max(interval, min(interval * 2 ** min(error_count, 30), MAX_BACKOFF))
 
 
-def _record_failure(app: "Skypost", feed: Mapping[str, Any], now: float, fetched: Fetched) -> PollResult:
+def _record_failure(app: SourceHost, feed: Mapping[str, Any], now: float, fetched: Fetched) -> PollResult:
     count = (feed["error_count"] or 0) + 1
     interval = float(feed["interval"])
     error = fetched.error or "unknown error"
@@ -459,7 +458,7 @@ def _record_failure(app: "Skypost", feed: Mapping[str, Any], now: float, fetched
     return PollResult(feed["id"], feed["url"], "error", 0, (), error, enabled, next_at if enabled else None)
 
 
-def _record_success(app: "Skypost", feed: Mapping[str, Any], now: float, fetched: Fetched,
+def _record_success(app: SourceHost, feed: Mapping[str, Any], now: float, fetched: Fetched,
                     parsed: ParsedFeed | None, outcomes: tuple[EntryOutcome, ...], *, stopped: bool) -> PollResult:
     next_at = now if stopped else now + float(feed["interval"])
     values: dict[str, Any] = {"last_polled_at": now, "next_poll_at": next_at, "last_status": fetched.status,
@@ -492,7 +491,7 @@ def _record_success(app: "Skypost", feed: Mapping[str, Any], now: float, fetched
                       next_at if exists else None)
 
 
-def poll_feeds(app: "Skypost", url: str | None = None) -> list[PollResult]:
+def poll_feeds(app: SourceHost, url: str | None = None) -> list[PollResult]:
     """Poll one feed (by URL) or every enabled feed, now, in this process (`feed poll`)."""
     with app.db.connect() as conn:
         if url is not None:
@@ -512,7 +511,7 @@ def poll_feeds(app: "Skypost", url: str | None = None) -> list[PollResult]:
     return results
 
 
-def sync_poll_job(app: "Skypost", feed_id: int) -> int | None:
+def sync_poll_job(app: SourceHost, feed_id: int) -> int | None:
     """Make sure an enabled feed has its poll job, waiting for the feed's next poll time.
     Returns the job id (None for a missing or disabled feed)."""
     now = app.clock()
@@ -531,7 +530,7 @@ def sync_poll_job(app: "Skypost", feed_id: int) -> int | None:
     return job_id
 
 
-def run_poll_job(app: "Skypost", job: JobRow, owner: str, should_stop: Callable[[], bool]) -> None:
+def run_poll_job(app: SourceHost, job: JobRow, owner: str, should_stop: Callable[[], bool]) -> None:
     """The feed_poll job handler: poll, then reschedule this job for the next poll (or
     complete it when the feed is gone or disabled). The job is always released here."""
     feed_id = job.args.get("feed_id")
@@ -570,3 +569,12 @@ def _iso(ts: float | None) -> str | None:
 def _fits(value: str | None, limit: int) -> str | None:
     """A validator longer than its column is not kept (the next GET is then unconditional)."""
     return value if value is not None and len(value) <= limit else None
+
+
+def job_kinds(host: SourceHost) -> dict[str, JobKind]:
+    """The job kinds feeds run on the shared queue, for the worker to register."""
+
+    def poll(job: JobRow, owner: str, should_stop: Callable[[], bool], loaded: Any) -> None:
+        run_poll_job(host, job, owner, should_stop)
+
+    return {POLL_JOB: JobKind(poll)}

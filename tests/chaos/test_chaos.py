@@ -36,7 +36,7 @@ WORKERS = 3
 CONCURRENCY = 2
 # enough attempts that random faults and kills (a kill mid-attempt uses one) cannot exhaust them
 RETRY_DELAYS = "0.2,0.2,0.2,0.3,0.5,0.5,1,1,1,2,2"
-CHAOS_MAX_S = 60.0
+CHAOS_MAX_S = 90.0  # the faults keep coming while deliveries are left, so every kind gets its turn
 CALM_MAX_S = 80.0
 STALL_S = 25.0  # no delivery finished for this long (retries wait 2 s at most): give up, report
 KILL_EVERY_S = (3.0, 6.0)  # a SIGKILL mid-attempt also costs a lease (2 s) of waiting

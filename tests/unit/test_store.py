@@ -148,3 +148,25 @@ def test_one_recurring_job_however_many_workers_start(db_url):
         assert not q.insert_recurring_job(conn, kind="prune", run_at=0.0, now=0.0)
         assert conn.scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'prune'") == 1
     db.dispose()
+
+
+def test_probing_a_sqlite_file_keeps_its_wal_for_the_other_processes(tmp_path):
+    """Closing any descriptor of the database file drops this process's SQLite locks; another
+    process that writes and exits then thinks it was the last and deletes the WAL."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path}/skypost.db"
+    db = Database(url)
+    db.migrate()
+    with db.transaction() as conn:
+        q.set_setting(conn, "probe", "1")
+    for _ in range(3):
+        db.probe()
+    writer = ("import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+              "c.execute(\"INSERT INTO settings (key, value) VALUES ('other', 'x')\"); c.close()")
+    subprocess.run([sys.executable, "-c", writer, str(tmp_path / "skypost.db")], check=True, timeout=30)
+    assert (tmp_path / "skypost.db-wal").exists()  # our connection still holds it
+    with db.connect() as conn:
+        assert q.get_setting(conn, "other") == "x" and conn.scalar("PRAGMA integrity_check") == "ok"
+    db.dispose()

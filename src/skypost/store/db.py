@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from urllib.parse import unquote, urlsplit
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+SQLITE_MAGIC = b"SQLite format 3\x00"
 # the newest Alembic revision; a test keeps it equal to the migrations' head
 SCHEMA_HEAD = "0004"
 
@@ -27,7 +28,6 @@ SCHEMA_HEAD = "0004"
 JSON_COLUMNS = frozenset({"document", "args", "include_categories", "exclude_categories", "data", "accounts"})
 BOOL_COLUMNS = frozenset({"auto_syndicate", "tried", "enabled"})
 
-SQLITE_HEADER = b"SQLite format 3\x00"
 
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
@@ -149,6 +149,7 @@ class Database:
         self._local = threading.local()
         self._all: list[Any] = []
         self._lock = threading.Lock()
+        self._sqlite_fd: int | None = None  # the file the first connection opened, for probe()
 
     @property
     def is_sqlite(self) -> bool:
@@ -182,6 +183,9 @@ class Database:
             path = self.sqlite_path()
             try:
                 raw = self._open_sqlite(path)
+                with self._lock:
+                    if path != ":memory:" and self._sqlite_fd is None:
+                        self._sqlite_fd = os.open(path, os.O_RDONLY)
             except (sqlite3.Error, OSError) as exc:
                 raise DatabaseError(f"cannot open the SQLite database {path}: {_one_line(exc)}") from None
         else:
@@ -319,6 +323,7 @@ class Database:
                 raw.close()
             except Exception:  # noqa: BLE001
                 pass
+        self._close_file()  # after the connections: nothing of ours holds a lock any more
         self._local = threading.local()
 
     # --- schema -------------------------------------------------------------------
@@ -338,22 +343,37 @@ class Database:
     def probe(self) -> str | None:
         """Answer `SELECT 1` and return the schema revision; DatabaseError when that fails."""
         if self.dialect == "sqlite" and self.sqlite_path() != ":memory:":
-            # open connections keep reading a deleted file, and from their WAL a clobbered
-            # one: look at the file itself
-            path = self.sqlite_path()
-            try:
-                with open(path, "rb") as handle:
-                    header = handle.read(len(SQLITE_HEADER))
-            except OSError as exc:
-                raise DatabaseError(f"the database file {path} cannot be read: {_one_line(exc)}") from None
-            if header != SQLITE_HEADER:
-                raise DatabaseError(f"the database file {path} is not a SQLite database")
+            self._probe_file(self.sqlite_path())
         try:
             with self.connect() as conn:
                 conn.scalar("SELECT 1")
         except self._driver_errors() as exc:
             raise DatabaseError(f"the database does not answer: {_one_line(exc)}") from None
         return self.schema_revision()
+
+    def _probe_file(self, path: str) -> None:
+        """Open connections keep reading a deleted or replaced file, and page 1 from their WAL:
+        look at the file itself, through a descriptor kept open for our lifetime (closing any
+        descriptor of it drops this process's SQLite locks, and another process may then
+        delete the WAL under our feet)."""
+        self._raw()
+        if self._sqlite_fd is None:
+            raise DatabaseError(f"the database file {path} is not open")
+        try:
+            replaced = os.stat(path).st_ino != os.fstat(self._sqlite_fd).st_ino
+            header = os.pread(self._sqlite_fd, len(SQLITE_MAGIC), 0)
+        except OSError as exc:
+            raise DatabaseError(f"the database file {path} cannot be read: {_one_line(exc)}") from None
+        if replaced:
+            raise DatabaseError(f"the database file {path} was removed or replaced while skypost ran")
+        if header != SQLITE_MAGIC:
+            raise DatabaseError(f"the database file {path} is not a SQLite database")
+
+    def _close_file(self) -> None:
+        fd, self._sqlite_fd = self._sqlite_fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision (loads SQLAlchemy and Alembic)."""

@@ -128,7 +128,7 @@ def test_the_cookie_holds_a_session_id_not_the_token(web):
 
 def test_forms_without_the_csrf_token_change_nothing(web):
     csrf = log_in(web)
-    for path in ("/pause", "/posts/1/retry", "/accounts/a.test/password"):
+    for path in ("/pause", "/posts/1/retry", "/accounts/a.test/password", "/accounts"):
         r = web.client.post(path, data={"csrf": "forged"})
         assert r.status_code == 403, path
     assert web.app.paused is False

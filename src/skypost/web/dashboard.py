@@ -1,7 +1,8 @@
 """The dashboard: server-rendered pages (Jinja2), live fragments (htmx), forms with CSRF.
 
-Every page works without JavaScript; htmx only refreshes a post's status while
-work is pending and lets Retry update the page in place.
+Every page works without JavaScript; htmx only refreshes a post's status and history
+while work is pending and lets Retry update the page in place. Accounts are added and
+app passwords re-entered through the same Skypost calls as the CLI (one login checks them).
 """
 
 from __future__ import annotations

@@ -234,9 +234,10 @@ def account_add(ctx: Ctx, handle: str, password_stdin: bool, service: str, manua
     from skypost.models import normalize_handle
 
     handle = normalize_handle(handle)
+    app = ctx.app()  # a missing database or key is refused before the password is asked for
     password = _read_password(password_stdin)
-    data = ctx.app().add_account(handle, password, service=service, auto_syndicate=not manual,
-                                 include_categories=include_category, exclude_categories=exclude_category)
+    data = app.add_account(handle, password, service=service, auto_syndicate=not manual,
+                           include_categories=include_category, exclude_categories=exclude_category)
     say(f"added @{data['handle']} ({clean(data['did'])}) on {clean(data['service'])}")
 
 
@@ -280,6 +281,7 @@ def account_update(ctx: Ctx, handle: str, password_stdin: bool, service: str | N
     """Change an account.
 
     A new app password re-queues the deliveries that waited for it."""
+    app = ctx.app()  # a missing database or key is refused before the password is read
     changes: dict[str, Any] = {}
     if password_stdin:
         changes["password"] = _read_password(True)
@@ -296,7 +298,7 @@ def account_update(ctx: Ctx, handle: str, password_stdin: bool, service: str | N
         changes["exclude_categories"] = list(exclude_category)
     if not changes:
         fail("nothing to change (see skypost account update --help)")
-    data = ctx.app().update_account(handle, **changes)
+    data = app.update_account(handle, **changes)
     say(f"updated @{data['handle']} ({data['state']})"
         + (f"; {data['requeued']} delivery(ies) queued again" if data["requeued"] else ""))
 

@@ -152,6 +152,6 @@ def test_the_dashboard_reads_and_works_without_javascript(server, make_account, 
             shot(page, "accounts-nojs", 390)
         finally:
             browser.close()
-    accounts = api.get("/api/v1/accounts").json()
+    accounts = api.get("/api/v1/accounts").json()["items"]
     assert {a["handle"] for a in accounts} == {alice.handle, carol.handle}
     api.close()

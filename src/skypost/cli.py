@@ -271,7 +271,8 @@ def account_list(ctx: Ctx, as_json: bool) -> None:
               help="A new PDS URL (a new login: needs --password-stdin too).")
 @click.option("--manual/--auto", "manual", default=None, help="Syndicate only when named / automatically.")
 @click.option("--include-category", multiple=True, help="Only posts in this category (repeatable).")
-@click.option("--exclude-category", multiple=True, help="Never posts in this category (repeatable).")
+@click.option("--exclude-category", multiple=True,
+              help="Never posts in this category (repeatable).")
 @click.option("--clear-categories", is_flag=True, help="Remove all category rules.")
 @pass_ctx
 @guarded
@@ -322,10 +323,12 @@ def post_options(fn: F) -> F:
         click.option("--title", help="The post's title (the first line of the record)."),
         click.option("--url", help="The post's public URL (the link card)."),
         click.option("--excerpt", help="A summary; as much as fits follows the title."),
-        click.option("--content-html", help="The post's HTML; its text is used when there is no excerpt."),
+        click.option("--content-html",
+                     help="The post's HTML; its text is used when there is no excerpt."),
         click.option("--image-url", help="The link card's picture (default: the page's og:image)."),
         click.option("--text", help="Custom text that replaces the composed one."),
-        click.option("--category", multiple=True, help="A category, for accounts' rules (repeatable)."),
+        click.option("--category", multiple=True,
+                     help="A category, for accounts' rules (repeatable)."),
         click.option("--tag", multiple=True, help="A tag of the record (repeatable)."),
         click.option("--account", multiple=True, help="Send to this account only (repeatable)."),
         click.option("--lang", multiple=True, help="A language code such as en (repeatable)."),
@@ -395,12 +398,12 @@ def submit(ctx: Ctx, backfill: bool, sync: bool, as_json: bool, **kwargs: Any) -
     post = parse_post_document(_document(kwargs))
     app = ctx.app()
     known = _stored_document(app, post.id)
-    data = app.submit_state(post, sync=sync or None, source="cli", check_cutoff=not backfill).to_json()
+    state = app.submit_state(post, sync=sync or None, source="cli", check_cutoff=not backfill)
+    data = state.to_json()
     if known is not None:
+        note = "; content not updated (a post is syndicated once; edits are not sent)"
         changed = known != post.to_document()
-        say(f"post {clean(post.id)}: already submitted"
-            + ("; content not updated (a post is syndicated once; edits are not sent)" if changed else ""),
-            err=True)
+        say(f"post {clean(post.id)}: already submitted" + (note if changed else ""), err=True)
     if as_json:
         _print_json(data)
     else:

@@ -33,21 +33,35 @@ CREATE = "com.atproto.repo.createRecord"
 def env(tmp_path):
     """This process's environment (PYTHONPATH reaches the child), a fresh SQLite database."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SKYPOST_")}
-    env.update(SKYPOST_DATABASE_URL=f"sqlite:///{tmp_path}/skypost.db", SKYPOST_SECRET_KEY=TEST_KEY,
-               SKYPOST_ALLOW_PRIVATE_URLS="1", SKYPOST_POLL_INTERVAL="0.1", SKYPOST_JOB_LEASE="5",
-               COLUMNS="80")
+    env.update(
+        SKYPOST_DATABASE_URL=f"sqlite:///{tmp_path}/skypost.db",
+        SKYPOST_SECRET_KEY=TEST_KEY,
+        SKYPOST_ALLOW_PRIVATE_URLS="1",
+        SKYPOST_POLL_INTERVAL="0.1",
+        SKYPOST_JOB_LEASE="5",
+        COLUMNS="80",
+    )
     assert run(env, "init").returncode == 0
     return env
 
 
 def run(env, *args, stdin=None, timeout=60):
-    return subprocess.run(SKYPOST + list(args), env=env, input=stdin, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        SKYPOST + list(args), env=env, input=stdin, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def add(env, account, proxy):
-    result = run(env, "account", "add", account.handle, "--password-stdin", "--service", proxy.url,
-                 stdin=account.app_password + "\n")
+    result = run(
+        env,
+        "account",
+        "add",
+        account.handle,
+        "--password-stdin",
+        "--service",
+        proxy.url,
+        stdin=account.app_password + "\n",
+    )
     assert result.returncode == 0, result.stderr
     return result
 
@@ -70,8 +84,14 @@ def read_until(fd: int, needle: bytes, timeout: float = 30) -> bytes:
 def test_account_add_prompts_for_the_password_on_a_terminal_without_echo(env, make_account, proxy):
     alice = make_account("tty")
     leader, follower = pty.openpty()
-    proc = subprocess.Popen(SKYPOST + ["account", "add", alice.handle, "--service", proxy.url], env=env,
-                            stdin=follower, stdout=follower, stderr=follower, close_fds=True)
+    proc = subprocess.Popen(
+        SKYPOST + ["account", "add", alice.handle, "--service", proxy.url],
+        env=env,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        close_fds=True,
+    )
     os.close(follower)
     try:
         read_until(leader, b"App password")
@@ -93,8 +113,16 @@ def test_account_add_prompts_for_the_password_on_a_terminal_without_echo(env, ma
 
 def test_a_main_password_gets_a_warning_pointing_to_app_passwords(env, make_account, proxy):
     alice = make_account("mainpw")
-    result = run(env, "account", "add", alice.handle, "--password-stdin", "--service", proxy.url,
-                 stdin="my main password\n")
+    result = run(
+        env,
+        "account",
+        "add",
+        alice.handle,
+        "--password-stdin",
+        "--service",
+        proxy.url,
+        stdin="my main password\n",
+    )
     assert result.returncode == 2  # the PDS refuses it; nothing stored
     assert "does not look like an app password" in result.stderr
     assert "Settings → Privacy and security → App passwords" in result.stderr
@@ -105,8 +133,9 @@ def test_a_main_password_gets_a_warning_pointing_to_app_passwords(env, make_acco
 def test_status_overview_starts_with_a_sentence_about_the_worker(env):
     first = run(env, "status").stdout.splitlines()[0]
     assert first == "worker: never seen; run `skypost worker` (or `skypost serve`)"
-    worker = subprocess.Popen(SKYPOST + ["worker"], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen(
+        SKYPOST + ["worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -127,9 +156,24 @@ def test_status_overview_starts_with_a_sentence_about_the_worker(env):
 def test_retry_with_nothing_to_retry_says_so(env, make_account, pds, proxy):
     alice = make_account("noretry")
     add(env, alice, proxy)
-    assert run(env, "submit", "--id", "1", "--title", "Done", "--url", "https://e.com/1").returncode == 0
-    assert run(env, "submit", "--id", "2", "--title", "Kept", "--url", "https://e.com/2",
-               "--no-syndicate").returncode == 0
+    assert (
+        run(env, "submit", "--id", "1", "--title", "Done", "--url", "https://e.com/1").returncode
+        == 0
+    )
+    assert (
+        run(
+            env,
+            "submit",
+            "--id",
+            "2",
+            "--title",
+            "Kept",
+            "--url",
+            "https://e.com/2",
+            "--no-syndicate",
+        ).returncode
+        == 0
+    )
     assert run(env, "worker", "--burst").returncode == 0
     done = run(env, "retry", "1")
     assert done.returncode == 0
@@ -144,7 +188,9 @@ def test_resubmitting_a_known_id_with_other_content_says_it_was_not_updated(env)
     assert first.returncode == 0 and "already" not in first.stderr
     same = run(env, "submit", "--id", "7", "--title", "First", "--url", "https://e.com/7")
     assert same.stderr.strip() == "post 7: already submitted"
-    other = run(env, "submit", "--id", "7", "--title", "Edited", "--url", "https://e.com/7", "--json")
+    other = run(
+        env, "submit", "--id", "7", "--title", "Edited", "--url", "https://e.com/7", "--json"
+    )
     assert other.returncode == 0 and "already submitted; content not updated" in other.stderr
     assert json.loads(other.stdout)["id"] == "7"  # --json stays JSON on stdout
     assert "Edited" not in run(env, "status").stdout
@@ -155,15 +201,25 @@ def test_submit_backfill_sends_a_post_dated_before_activation(env, make_account,
     old = ["--published-at", "2001-02-03T04:05:06Z", "--url", "https://e.com/old", "--json"]
     refused = json.loads(run(env, "submit", "--id", "old-1", "--title", "Old", *old).stdout)
     assert refused["status"] == "skipped" and "activated" in refused["reason"]
-    forced = json.loads(run(env, "submit", "--id", "old-2", "--title", "Old", *old, "--backfill").stdout)
+    forced = json.loads(
+        run(env, "submit", "--id", "old-2", "--title", "Old", *old, "--backfill").stdout
+    )
     assert forced["status"] == "pending", forced
 
 
 def test_private_address_refusals_say_how_to_allow_them(env):
     strict = {k: v for k, v in env.items() if k != "SKYPOST_ALLOW_PRIVATE_URLS"}
     hint = "set SKYPOST_ALLOW_PRIVATE_URLS=1 to allow private addresses"
-    service = run(strict, "account", "add", "x.test", "--password-stdin", "--service",
-                  "http://127.0.0.1:9", stdin="abcd-efgh-ijkl-mnop\n")
+    service = run(
+        strict,
+        "account",
+        "add",
+        "x.test",
+        "--password-stdin",
+        "--service",
+        "http://127.0.0.1:9",
+        stdin="abcd-efgh-ijkl-mnop\n",
+    )
     assert service.returncode == 2 and hint in service.stderr
     feed = run(strict, "feed", "add", "http://10.0.0.1:9/feed.xml")
     assert feed.returncode == 2 and hint in feed.stderr, feed.stderr
@@ -206,10 +262,14 @@ def wait_running(proc: subprocess.Popen, seconds: float) -> None:
 def test_a_second_ctrl_c_exits_at_once(env, make_account, proxy, command):
     add(env, make_account("ctrlc"), proxy)
     proxy.add_rule(CREATE, delay(30), times=1)  # the delivery in hand takes 30 s
-    assert run(env, "submit", "--id", "1", "--title", "Slow", "--url", "https://e.com/1").returncode == 0
+    assert (
+        run(env, "submit", "--id", "1", "--title", "Slow", "--url", "https://e.com/1").returncode
+        == 0
+    )
     args = ["serve", "--port", str(free_port())] if command == "serve" else ["worker"]
-    proc = subprocess.Popen(SKYPOST + args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    proc = subprocess.Popen(
+        SKYPOST + args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         assert proxy.wait_for_calls(CREATE, 1, timeout=30)
         proc.send_signal(signal.SIGINT)
@@ -228,8 +288,12 @@ def test_a_second_ctrl_c_exits_at_once(env, make_account, proxy, command):
 
 def test_a_single_ctrl_c_stops_serve_gracefully(env):
     port = free_port()
-    proc = subprocess.Popen(SKYPOST + ["serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        SKYPOST + ["serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:

@@ -26,8 +26,8 @@ from tests.conftest import TEST_KEY
 from tests.support.pds import free_port
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CREATE = "com.atproto.repo.createRecord"
 SKYPOST = [sys.executable, "-m", "skypost.cli"]
@@ -72,7 +72,8 @@ def sqlite_web(sqlite_url: str, make_app: Any) -> Iterator[Web]:
 
 
 def run(env, *args, stdin=None):
-    result = subprocess.run(SKYPOST + list(args), env=env, input=stdin, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(SKYPOST + list(args), env=env, input=stdin, capture_output=True,
+                            text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -86,11 +87,13 @@ def server(tmp_path, make_account, proxy):
                SKYPOST_RETRY_DELAYS="1,1,1")
     alice = make_account("web")
     run(env, "init")
-    run(env, "account", "add", alice.handle, "--password-stdin", "--service", proxy.url, stdin=alice.app_password)
+    run(env, "account", "add", alice.handle, "--password-stdin", "--service", proxy.url,
+        stdin=alice.app_password)
     token = run(env, "token", "create", "browser").strip()
     port = free_port()
     log = open(tmp_path / "serve.log", "w")
-    proc = subprocess.Popen(SKYPOST + ["serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(SKYPOST + ["serve", "--port", str(port)], env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -100,7 +103,8 @@ def server(tmp_path, make_account, proxy):
                     break
             except httpx.HTTPError:
                 pass
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+            assert proc.poll() is None and time.monotonic() < deadline, \
+                (tmp_path / "serve.log").read_text()
             time.sleep(0.1)
         yield base, token, alice
     finally:

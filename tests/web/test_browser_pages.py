@@ -46,7 +46,9 @@ def test_every_page_fits_and_a_first_time_user_gets_going(server, proxy, pds, ma
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": width, "height": 844 if width < 600 else 900})
+            page = browser.new_page(
+                viewport={"width": width, "height": 844 if width < 600 else 900}
+            )
             page.set_default_timeout(20_000)
             page.goto(base + "/login")
             shot(page, "login", width)
@@ -55,9 +57,15 @@ def test_every_page_fits_and_a_first_time_user_gets_going(server, proxy, pds, ma
 
             # the post page: the status and its history follow the work live, without a reload
             proxy.add_rule(CREATE, delay(2), times=1)
-            r = api.post("/api/v1/posts", json={"id": LONG_ID, "title": LONG_TITLE,
-                                                "url": "https://blog.example.com/" + "long-path/" * 12,
-                                                "excerpt": "Syndicated in the background, exactly once."})
+            r = api.post(
+                "/api/v1/posts",
+                json={
+                    "id": LONG_ID,
+                    "title": LONG_TITLE,
+                    "url": "https://blog.example.com/" + "long-path/" * 12,
+                    "excerpt": "Syndicated in the background, exactly once.",
+                },
+            )
             assert r.status_code == 202, r.text
             page.goto(base + r.headers["location"].replace("/api/v1", ""))
             page.evaluate("window.__same_page = true")
@@ -72,11 +80,20 @@ def test_every_page_fits_and_a_first_time_user_gets_going(server, proxy, pds, ma
             shot(page, "post", width)
 
             # a skipped post offers Retry, which says why nothing was queued
-            api.post("/api/v1/posts", json={"id": "kept", "title": "Kept on the site only",
-                                            "url": "https://blog.example.com/kept", "dont_syndicate": True})
+            api.post(
+                "/api/v1/posts",
+                json={
+                    "id": "kept",
+                    "title": "Kept on the site only",
+                    "url": "https://blog.example.com/kept",
+                    "dont_syndicate": True,
+                },
+            )
             page.goto(base + "/posts/kept")
             page.click("#retry")
-            expect(page.locator("#post-status")).to_contain_text("nothing to retry: post kept stays skipped")
+            expect(page.locator("#post-status")).to_contain_text(
+                "nothing to retry: post kept stays skipped"
+            )
 
             page.goto(base + "/")
             rows = page.locator("table.posts tbody tr")
@@ -108,17 +125,23 @@ def test_every_page_fits_and_a_first_time_user_gets_going(server, proxy, pds, ma
             card.locator("summary").click()
             card.locator("input[name=app_password]").fill(bob.app_password)
             card.locator("button", has_text="Save and retry").click()
-            expect(page.locator(".flash-ok")).to_contain_text(f"New app password saved for @{bob.handle}")
+            expect(page.locator(".flash-ok")).to_contain_text(
+                f"New app password saved for @{bob.handle}"
+            )
 
             page.goto(base + "/activity")
-            expect(page.locator("table.events a[href^='https://bsky.app/profile/']")).to_have_count(1)
+            expect(page.locator("table.events a[href^='https://bsky.app/profile/']")).to_have_count(
+                1
+            )
             shot(page, "activity", width)
             page.goto(base + "/posts/no-such-post")
             shot(page, "not-found", width)
         finally:
             browser.close()
     favicon = httpx.get(base + "/favicon.ico", follow_redirects=True)
-    assert favicon.status_code == 200 and favicon.headers["content-type"].startswith("image/svg+xml")
+    assert favicon.status_code == 200 and favicon.headers["content-type"].startswith(
+        "image/svg+xml"
+    )
     assert len(pds.list_posts(alice.did)) == 1
     api.close()
 
@@ -132,17 +155,28 @@ def test_the_dashboard_reads_and_works_without_javascript(server, make_account, 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            context = browser.new_context(java_script_enabled=False, viewport={"width": 390, "height": 844})
+            context = browser.new_context(
+                java_script_enabled=False, viewport={"width": 390, "height": 844}
+            )
             page = context.new_page()
             page.set_default_timeout(20_000)
             log_in(page, base, token)
-            api.post("/api/v1/posts", json={"id": "plain", "title": "Read without scripts",
-                                            "url": "https://blog.example.com/plain", "dont_syndicate": True})
+            api.post(
+                "/api/v1/posts",
+                json={
+                    "id": "plain",
+                    "title": "Read without scripts",
+                    "url": "https://blog.example.com/plain",
+                    "dont_syndicate": True,
+                },
+            )
             page.goto(base + "/")
             expect(page.locator("table.posts")).to_contain_text("Read without scripts")
             page.goto(base + "/posts/plain")
             page.click("#retry")  # a plain form post and a redirect
-            expect(page.locator(".flash-warning")).to_contain_text("Nothing to retry: post plain stays skipped")
+            expect(page.locator(".flash-warning")).to_contain_text(
+                "Nothing to retry: post plain stays skipped"
+            )
             page.goto(base + "/accounts")
             page.fill("#add-handle", carol.handle)
             page.fill("#add-password", carol.app_password)

@@ -24,7 +24,8 @@ def feed() -> None:
 @click.option("--account", "accounts", multiple=True,
               help="Send the feed's entries to this account only (repeatable; default: the auto accounts).")
 @click.option("--interval", type=float, default=None,
-              help="Seconds between polls (default 300; at least 60, see SKYPOST_FEED_MIN_INTERVAL).")
+              help="Seconds between polls (default 300; at least 60: "
+                   "SKYPOST_FEED_MIN_INTERVAL).")
 @click.option("--backfill", type=int, default=0, show_default=True,
               help="Also syndicate the newest N entries already in the feed.")
 @click.option("--include-category", "include_categories", multiple=True,

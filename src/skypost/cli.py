@@ -4,6 +4,7 @@ stderr, nothing written); 1 a bug."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import sys
@@ -38,7 +39,9 @@ def say(text: str, *, err: bool = False) -> None:
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    say(f"error: {clean(message)}", err=True)
+    from skypost.advice import with_private_hint
+
+    say(f"error: {clean(with_private_hint(message))}", err=True)
     sys.exit(code)
 
 
@@ -114,8 +117,10 @@ def guarded(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except ValidationError as exc:
+            from skypost.advice import with_private_hint
+
             for field, why in exc.errors.items():
-                say(f"error: {clean(field)}: {clean(why)}", err=True)
+                say(f"error: {clean(field)}: {clean(with_private_hint(why))}", err=True)
             sys.exit(2)
         except (AccountError, ConfigError, DatabaseError) as exc:
             fail(str(exc))
@@ -152,9 +157,13 @@ class LazyGroup(click.Group):
         return super().get_command(ctx, name)
 
 
-@click.group(cls=LazyGroup)
-@click.option("--database-url", envvar="SKYPOST_DATABASE_URL", default=None,
-              help="Database URL (default sqlite:///skypost.db).")
+# wide enough that no command's summary is cut with "..." in `--help`
+CONTEXT = {"max_content_width": 100, "help_option_names": ["-h", "--help"]}
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT)
+@click.option("--database-url", envvar="SKYPOST_DATABASE_URL", default=None, metavar="URL",
+              help="Database URL [env SKYPOST_DATABASE_URL; default sqlite:///skypost.db].")
 @click.version_option(package_name="skypost")
 @click.pass_context
 def main(ctx: click.Context, database_url: str | None) -> None:
@@ -192,21 +201,28 @@ def account() -> None:
 
 
 def _read_password(password_stdin: bool) -> str:
+    """From standard input, or a hidden prompt on a terminal; warns about a main password."""
+    from skypost.advice import APP_PASSWORD_WARNING, looks_like_app_password
+
     if password_stdin:
         value = sys.stdin.readline().rstrip("\r\n")
     elif sys.stdin.isatty():
-        value = click.prompt("App password", hide_input=True)
+        value = click.prompt("App password (not shown)", hide_input=True, err=True)
     else:
         fail("password: pass the app password on standard input with --password-stdin")
     if not value.strip():
         fail("password: the app password is empty")
+    if not looks_like_app_password(value):
+        say(f"warning: {APP_PASSWORD_WARNING}", err=True)
     return value
 
 
 @account.command("add")
 @click.argument("handle")
-@click.option("--password-stdin", is_flag=True, help="Read the app password from standard input.")
-@click.option("--service", default="https://bsky.social", show_default=True, help="The account's PDS URL.")
+@click.option("--password-stdin", is_flag=True,
+              help="Read the app password from standard input (without it: a hidden prompt).")
+@click.option("--service", default="https://bsky.social", show_default=True, metavar="URL",
+              help="The account's PDS URL.")
 @click.option("--manual", is_flag=True, help="Do not syndicate automatically; only when a post names it.")
 @click.option("--include-category", multiple=True, help="Only posts in this category (repeatable).")
 @click.option("--exclude-category", multiple=True, help="Never posts in this category (repeatable).")
@@ -214,18 +230,19 @@ def _read_password(password_stdin: bool) -> str:
 @guarded
 def account_add(ctx: Ctx, handle: str, password_stdin: bool, service: str, manual: bool,
                 include_category: tuple[str, ...], exclude_category: tuple[str, ...]) -> None:
-    """Add an account (logs in once to check the app password)."""
+    """Add an account; logs in once to check the app password."""
     from skypost.models import normalize_handle
 
     handle = normalize_handle(handle)
+    app = ctx.app()  # a missing database or key is refused before the password is asked for
     password = _read_password(password_stdin)
-    data = ctx.app().add_account(handle, password, service=service, auto_syndicate=not manual,
-                                 include_categories=include_category, exclude_categories=exclude_category)
+    data = app.add_account(handle, password, service=service, auto_syndicate=not manual,
+                           include_categories=include_category, exclude_categories=exclude_category)
     say(f"added @{data['handle']} ({clean(data['did'])}) on {clean(data['service'])}")
 
 
 @account.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (passwords are never included).")
 @pass_ctx
 @guarded
 def account_list(ctx: Ctx, as_json: bool) -> None:
@@ -250,17 +267,22 @@ def account_list(ctx: Ctx, as_json: bool) -> None:
 @account.command("update")
 @click.argument("handle")
 @click.option("--password-stdin", is_flag=True, help="Read a new app password from standard input.")
-@click.option("--service", default=None)
+@click.option("--service", default=None, metavar="URL",
+              help="A new PDS URL (a new login: needs --password-stdin too).")
 @click.option("--manual/--auto", "manual", default=None, help="Syndicate only when named / automatically.")
-@click.option("--include-category", multiple=True)
-@click.option("--exclude-category", multiple=True)
+@click.option("--include-category", multiple=True, help="Only posts in this category (repeatable).")
+@click.option("--exclude-category", multiple=True,
+              help="Never posts in this category (repeatable).")
 @click.option("--clear-categories", is_flag=True, help="Remove all category rules.")
 @pass_ctx
 @guarded
 def account_update(ctx: Ctx, handle: str, password_stdin: bool, service: str | None, manual: bool | None,
                    include_category: tuple[str, ...], exclude_category: tuple[str, ...],
                    clear_categories: bool) -> None:
-    """Change an account; a new app password re-queues deliveries that waited for it."""
+    """Change an account.
+
+    A new app password re-queues the deliveries that waited for it."""
+    app = ctx.app()  # a missing database or key is refused before the password is read
     changes: dict[str, Any] = {}
     if password_stdin:
         changes["password"] = _read_password(True)
@@ -277,7 +299,7 @@ def account_update(ctx: Ctx, handle: str, password_stdin: bool, service: str | N
         changes["exclude_categories"] = list(exclude_category)
     if not changes:
         fail("nothing to change (see skypost account update --help)")
-    data = ctx.app().update_account(handle, **changes)
+    data = app.update_account(handle, **changes)
     say(f"updated @{data['handle']} ({data['state']})"
         + (f"; {data['requeued']} delivery(ies) queued again" if data["requeued"] else ""))
 
@@ -298,17 +320,20 @@ def account_remove(ctx: Ctx, handle: str) -> None:
 def post_options(fn: F) -> F:
     options = [
         click.option("--id", "post_id", help="The site's own, stable id of the post."),
-        click.option("--title"),
-        click.option("--url"),
-        click.option("--excerpt"),
-        click.option("--content-html"),
-        click.option("--image-url"),
+        click.option("--title", help="The post's title (the first line of the record)."),
+        click.option("--url", help="The post's public URL (the link card)."),
+        click.option("--excerpt", help="A summary; as much as fits follows the title."),
+        click.option("--content-html",
+                     help="The post's HTML; its text is used when there is no excerpt."),
+        click.option("--image-url", help="The link card's picture (default: the page's og:image)."),
         click.option("--text", help="Custom text that replaces the composed one."),
-        click.option("--category", multiple=True),
-        click.option("--tag", multiple=True),
+        click.option("--category", multiple=True,
+                     help="A category, for accounts' rules (repeatable)."),
+        click.option("--tag", multiple=True, help="A tag of the record (repeatable)."),
         click.option("--account", multiple=True, help="Send to this account only (repeatable)."),
-        click.option("--lang", multiple=True),
-        click.option("--published-at", help="ISO 8601 date-time."),
+        click.option("--lang", multiple=True, help="A language code such as en (repeatable)."),
+        click.option("--published-at", metavar="ISO8601",
+                     help="When the site published it (ISO 8601 date-time)."),
         click.option("--no-syndicate", is_flag=True, help="Record the post but do not syndicate it."),
         click.option("--json-file", type=click.File("r"), help="A post document (JSON); - for stdin."),
     ]
@@ -360,20 +385,38 @@ def _print_status(data: dict[str, Any]) -> None:
 
 @main.command()
 @post_options
+@click.option("--backfill", is_flag=True,
+              help="Send it even if --published-at is before skypost was activated.")
 @click.option("--sync", is_flag=True, help="Publish now, in this process (one pass).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @pass_ctx
 @guarded
-def submit(ctx: Ctx, sync: bool, as_json: bool, **kwargs: Any) -> None:
-    """Queue a post for syndication; returns at once (no network call)."""
+def submit(ctx: Ctx, backfill: bool, sync: bool, as_json: bool, **kwargs: Any) -> None:
+    """Queue a post for syndication; returns at once."""
     from skypost.models import parse_post_document
 
     post = parse_post_document(_document(kwargs))
-    data = ctx.app().submit(post, sync=sync or None, source="cli")
+    app = ctx.app()
+    known = _stored_document(app, post.id)
+    state = app.submit_state(post, sync=sync or None, source="cli", check_cutoff=not backfill)
+    data = state.to_json()
+    if known is not None:
+        note = "; content not updated (a post is syndicated once; edits are not sent)"
+        changed = known != post.to_document()
+        say(f"post {clean(post.id)}: already submitted" + (note if changed else ""), err=True)
     if as_json:
         _print_json(data)
     else:
         _print_status(data)
+
+
+def _stored_document(app: Any, post_id: str) -> dict[str, Any] | None:
+    """The document stored under this id, if the id is known."""
+    from skypost.store import queries as q
+
+    with app.db.connect() as conn:
+        row = q.post_by_id(conn, post_id)
+    return dict(row["document"]) if row is not None else None
 
 
 @main.command()
@@ -381,7 +424,7 @@ def submit(ctx: Ctx, sync: bool, as_json: bool, **kwargs: Any) -> None:
 @pass_ctx
 @guarded
 def preview(ctx: Ctx, **kwargs: Any) -> None:
-    """Print the exact record that would be sent (Bluesky is not contacted)."""
+    """Print the exact record that would be sent; nothing is sent."""
     from datetime import datetime, timezone
 
     from skypost.bluesky.compose import compose_post_record
@@ -400,13 +443,15 @@ def preview(ctx: Ctx, **kwargs: Any) -> None:
             external["thumb"] = {"$type": "blob", "ref": {"$link": "(uploaded when sent)"}, "mimeType": mime,
                                  "size": len(data)}
     _print_json(record)
+    from skypost.advice import with_private_hint
+
     for warning in composed.warnings:
-        say(f"warning: {clean(warning)}", err=True)
+        say(f"warning: {clean(with_private_hint(warning))}", err=True)
 
 
 @main.command()
 @click.argument("post_id", required=False)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 @guarded
 def status(ctx: Ctx, post_id: str | None, as_json: bool) -> None:
@@ -427,10 +472,7 @@ def status(ctx: Ctx, post_id: str | None, as_json: bool) -> None:
     if as_json:
         _print_json({"health": health, "posts": posts})
         return
-    if health["paused"]:
-        say("paused")
-    else:
-        say("running" if health["worker_seen_recently"] else "no worker running")
+    say(_worker_sentence(health, now=app.clock()))
     for a in health["accounts"]:
         say(f"@{a['handle']}: {a['state']}, breaker {a['breaker']}")
     for f in health["feeds"]:
@@ -440,17 +482,51 @@ def status(ctx: Ctx, post_id: str | None, as_json: bool) -> None:
         say(clean(f"{p['id']}: {p['status']}  {clean(p['title'])[:60]}"))
 
 
+def _ago(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} days"
+
+
+def _worker_sentence(health: dict[str, Any], *, now: float) -> str:
+    """The overview's first line: is a worker running, and is syndication paused."""
+    from datetime import datetime
+
+    beat = health["last_worker_heartbeat"]
+    if beat is None:
+        text = "worker: never seen; run `skypost worker` (or `skypost serve`)"
+    else:
+        age = _ago(now - datetime.fromisoformat(beat.replace("Z", "+00:00")).timestamp())
+        text = (f"worker: running, last heartbeat {age} ago" if health["worker_seen_recently"]
+                else f"worker: not running (last heartbeat {age} ago); run `skypost worker`")
+    if health["paused"]:
+        text += "; syndication paused until `skypost resume`"
+    return text
+
+
 @main.command()
 @click.argument("post_id")
-@click.option("--account", default=None, help="Only this account's delivery.")
+@click.option("--account", default=None, metavar="HANDLE", help="Only this account's delivery.")
 @pass_ctx
 @guarded
 def retry(ctx: Ctx, post_id: str, account: str | None) -> None:
     """Queue a post's failed deliveries again."""
-    data = ctx.app().retry(post_id, account)
-    if data is None:
+    from skypost.advice import nothing_retried
+
+    app = ctx.app()
+    before = app.status(post_id)
+    data = app.retry(post_id, account)
+    if before is None or data is None:
         fail(f"unknown post id {post_id!r}")
     _print_status(data)
+    why = nothing_retried(before, data)
+    if why:
+        say(clean(why))
 
 
 @main.command()
@@ -472,8 +548,9 @@ def resume(ctx: Ctx) -> None:
 
 
 @main.command()
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000),
+              help="How many events to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 @guarded
 def log(ctx: Ctx, limit: int, as_json: bool) -> None:
@@ -490,7 +567,8 @@ def log(ctx: Ctx, limit: int, as_json: bool) -> None:
 
 @main.command()
 @click.option("--burst", is_flag=True, help="Run until nothing is due, then exit.")
-@click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Jobs run at once (threads).")
 @pass_ctx
 @guarded
 def worker(ctx: Ctx, burst: bool, concurrency: int) -> None:
@@ -500,15 +578,29 @@ def worker(ctx: Ctx, burst: bool, concurrency: int) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = ctx.app()
     w = app.make_worker(burst=burst, concurrency=concurrency)
+    interrupted = False
 
     def stop(signum: int, _frame: Any) -> None:
-        say(f"received signal {signum}: finishing the delivery in hand, then exiting", err=True)
+        nonlocal interrupted
+        if signum == signal.SIGINT and interrupted:
+            exit_now()
+        interrupted = interrupted or signum == signal.SIGINT
+        say(f"received signal {signum}: finishing the delivery in hand, then exiting"
+            + (" (Ctrl-C again to exit at once)" if signum == signal.SIGINT else ""), err=True)
         w.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     done = w.run()
     say(f"worker stopped after {done} job(s)", err=True)
+
+
+def exit_now() -> NoReturn:
+    """A second Ctrl-C: leave at once. A job in hand keeps its lease until it runs out, then
+    another worker takes it; its delivery's record key makes a second attempt harmless."""
+    say("second Ctrl-C: exiting now", err=True)
+    sys.stderr.flush()
+    os._exit(130)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import re
 
+from skypost import Skypost
+from skypost.config import load_settings
+from skypost.web import create_app
 from skypost.web.session import SESSION_COOKIE
 from skypost.web.tokens import create_token, revoke_token
+from tests.conftest import TEST_KEY
 from tests.support.faultproxy import error
+from tests.web.conftest import TestClient, Web
 
 CREATE = "com.atproto.repo.createRecord"
 
@@ -123,7 +128,7 @@ def test_the_cookie_holds_a_session_id_not_the_token(web):
 
 def test_forms_without_the_csrf_token_change_nothing(web):
     csrf = log_in(web)
-    for path in ("/pause", "/posts/1/retry", "/accounts/a.test/password"):
+    for path in ("/pause", "/posts/1/retry", "/accounts/a.test/password", "/accounts"):
         r = web.client.post(path, data={"csrf": "forged"})
         assert r.status_code == 403, path
     assert web.app.paused is False
@@ -191,3 +196,86 @@ def test_accounts_page_and_the_password_form(web, make_account, proxy):
     web.client.post(f"/accounts/{alice.handle}/password", data={"csrf": csrf, "app_password": alice.app_password})
     page = web.client.get("/accounts").text
     assert "New app password saved" in page and alice.app_password not in page
+
+
+def test_adding_an_account_from_the_dashboard_checks_it_like_the_cli(web, make_account, proxy):
+    bob = make_account("addform")
+    csrf = log_in(web)
+    empty = web.client.get("/").text
+    assert 'href="/accounts#add-account"' in empty  # a first-time user is shown the way
+    form = {"csrf": csrf, "handle": bob.handle, "service": proxy.url}
+    refused = web.client.post("/accounts", data={**form, "app_password": "hunter2-not-an-app-pw"})
+    assert refused.status_code == 422 and "refused the login" in refused.text
+    assert "hunter2-not-an-app-pw" not in refused.text and f'value="{bob.handle}"' in refused.text
+    assert "does not look like an app password" in refused.text
+    assert web.app.accounts() == []
+    assert web.client.post("/accounts", data={**form, "app_password": bob.app_password,
+                                              "csrf": "forged"}).status_code == 403
+    added = web.client.post("/accounts",
+                            data={**form, "app_password": bob.app_password, "manual": "on"})
+    assert added.status_code == 303 and added.headers["location"] == "/accounts"
+    page = web.client.get("/accounts").text
+    assert f"Added @{bob.handle} ({bob.did})" in page and bob.app_password not in page
+    assert "not known yet: Bluesky reports it on the first call" in page
+    [account] = web.app.accounts()
+    assert account["did"] == bob.did and account["auto_syndicate"] is False
+    again = web.client.post("/accounts", data={**form, "app_password": bob.app_password})
+    assert again.status_code == 422 and "already configured" in again.text
+
+
+def test_a_private_service_is_refused_with_the_way_to_allow_it(sqlite_url):
+    settings = load_settings(env={}, config_file=None, database_url=sqlite_url, secret_key=TEST_KEY,
+                             allow_private_urls=False)
+    with Skypost(settings) as app:
+        token = create_token(app.db, "tests", now=app.clock())
+        with TestClient(create_app(app), follow_redirects=False) as client:
+            web = Web(app, client, token)
+            csrf = log_in(web)
+            r = client.post("/accounts", data={"csrf": csrf, "handle": "x.test",
+                                               "service": "http://127.0.0.1:9",
+                                               "app_password": "abcd-efgh-ijkl-mnop"})
+            assert app.accounts() == []
+    assert r.status_code == 422 and "SKYPOST_ALLOW_PRIVATE_URLS=1" in r.text
+
+
+def test_activity_links_are_links_and_nothing_else_is_markup(web, make_account, proxy):
+    from skypost.store import queries as q
+
+    alice = make_account("links")
+    web.app.add_account(alice.handle, alice.app_password, service=proxy.url)
+    log_in(web)
+    web.app.submit({"id": "l1", "title": "Linked", "url": "https://e.com/l1"})
+    web.app.run_worker(burst=True)
+    with web.app.db.transaction() as conn:
+        q.add_event(conn, ts=web.app.clock(), kind="note", post_id="l1",
+                    message='<b>bold</b> see https://e.com/a?x=1&y="2" (and https://e.com/b).')
+    page = web.client.get("/activity").text
+    url = web.app.status("l1")["deliveries"][0]["url"]
+    assert f'<a href="{url}" rel="noopener">{url}</a>' in page
+    assert "&lt;b&gt;bold&lt;/b&gt;" in page and "<b>bold" not in page
+    # a quote ends an address
+    assert '<a href="https://e.com/a?x=1&amp;y=" rel="noopener">' in page
+    assert '<a href="https://e.com/b" rel="noopener">https://e.com/b</a>).' in page
+
+
+def test_the_live_fragment_carries_the_history_and_skipped_posts_offer_retry(web, make_account,
+                                                                              proxy):
+    csrf = log_in(web)
+    web.app.submit({"id": "early", "title": "Before any account", "url": "https://e.com/early"})
+    page = web.client.get("/posts/early").text
+    assert 'id="retry"' in page and 'id="post-history"' in page
+    htmx = {"HX-Request": "true"}
+    nothing = web.client.post("/posts/early/retry", data={"csrf": csrf}, headers=htmx)
+    assert "nothing to retry: post early stays skipped (no account configured" in nothing.text
+    assert 'id="post-history" hx-swap-oob="true"' in nothing.text
+
+    alice = make_account("revive")
+    web.app.add_account(alice.handle, alice.app_password, service=proxy.url)
+    revived = web.client.post("/posts/early/retry", data={"csrf": csrf}, headers=htmx)
+    assert "Syndicating to Bluesky…" in revived.text and "nothing to retry" not in revived.text
+    assert "skipped post judged again on retry" in revived.text  # the history, out of band
+    web.app.run_worker(burst=True)
+    live = web.client.get("/posts/early/status", headers={"HX-Request": "true"}).text
+    assert "Live on Bluesky" in live and "published to @" in live and 'hx-swap-oob="true"' in live
+    assert web.client.get("/favicon.ico").headers["location"] == "/static/favicon.svg"
+    assert web.client.get("/static/favicon.svg").headers["content-type"].startswith("image/svg+xml")

@@ -23,7 +23,9 @@ def feed() -> None:
 @click.argument("url")
 @click.option("--account", "accounts", multiple=True,
               help="Send the feed's entries to this account only (repeatable; default: the auto accounts).")
-@click.option("--interval", type=float, default=None, help="Seconds between polls (default 300).")
+@click.option("--interval", type=float, default=None,
+              help="Seconds between polls (default 300; at least 60: "
+                   "SKYPOST_FEED_MIN_INTERVAL).")
 @click.option("--backfill", type=int, default=0, show_default=True,
               help="Also syndicate the newest N entries already in the feed.")
 @click.option("--include-category", "include_categories", multiple=True,
@@ -32,7 +34,10 @@ def feed() -> None:
 @guarded
 def feed_add(ctx: Ctx, url: str, accounts: tuple[str, ...], interval: float | None, backfill: int,
              include_categories: tuple[str, ...]) -> None:
-    """Add a feed: fetched once now; the entries it holds are not syndicated (but see --backfill)."""
+    """Add a feed; the entries it holds now are not posted.
+
+    The feed is fetched once now; the entries it holds are not syndicated (but see
+    --backfill). --interval has a floor of 60 s (SKYPOST_FEED_MIN_INTERVAL)."""
     from skypost.sources import feeds
 
     added = feeds.add_feed(ctx.app(), url, accounts=accounts,
@@ -48,7 +53,7 @@ def feed_add(ctx: Ctx, url: str, accounts: tuple[str, ...], interval: float | No
 
 
 @feed.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
 @guarded
 def feed_list(ctx: Ctx, as_json: bool) -> None:
@@ -76,7 +81,9 @@ def feed_list(ctx: Ctx, as_json: bool) -> None:
 @click.pass_obj
 @guarded
 def feed_remove(ctx: Ctx, url: str) -> None:
-    """Stop polling a feed and forget its entries (posts already submitted stay)."""
+    """Stop polling a feed and forget its entries.
+
+    Posts already submitted stay."""
     from skypost.sources import feeds
 
     info = feeds.remove_feed(ctx.app(), url)
@@ -85,11 +92,13 @@ def feed_remove(ctx: Ctx, url: str) -> None:
 
 @feed.command("poll")
 @click.argument("url", required=False)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
 @guarded
 def feed_poll(ctx: Ctx, url: str | None, as_json: bool) -> None:
-    """Poll one feed (or every enabled feed) now, once, in this process; new entries are queued."""
+    """Poll feeds now, once, in this process.
+
+    One feed (URL) or every enabled feed; new entries are queued."""
     from skypost.sources import feeds
 
     results = feeds.poll_feeds(ctx.app(), url)

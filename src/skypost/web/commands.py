@@ -16,12 +16,16 @@ pass_ctx = click.pass_obj
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind (loopback unless told otherwise).")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on.")
 @click.option("--no-worker", is_flag=True, help="Serve only; run `skypost worker` elsewhere.")
 @pass_ctx
 @guarded
 def serve(ctx: Ctx, host: str, port: int, no_worker: bool) -> None:
-    """Run the HTTP API, the dashboard and (unless --no-worker) a worker."""
+    """Run the HTTP API, the dashboard and a worker.
+
+    With --no-worker, serve only (run `skypost worker` elsewhere). Ctrl-C stops gracefully;
+    a second Ctrl-C exits at once."""
     import logging
 
     from skypost.web.serve import ServeError, is_loopback
@@ -52,7 +56,9 @@ def token() -> None:
 @pass_ctx
 @guarded
 def token_create(ctx: Ctx, name: str) -> None:
-    """Create a token; it is printed once, alone on standard output, and stored only as a hash."""
+    """Create a token; it is printed once.
+
+    The token is printed alone on standard output and stored only as a hash."""
     from skypost.web import tokens
 
     app = ctx.app()
@@ -60,11 +66,11 @@ def token_create(ctx: Ctx, name: str) -> None:
 
 
 @token.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 @guarded
 def token_list(ctx: Ctx, as_json: bool) -> None:
-    """List tokens (names and dates; a token itself is never shown again)."""
+    """List tokens (a token itself is never shown again)."""
     from skypost.web import tokens
 
     rows = tokens.list_tokens(ctx.app().db)
@@ -83,7 +89,9 @@ def token_list(ctx: Ctx, as_json: bool) -> None:
 @pass_ctx
 @guarded
 def token_revoke(ctx: Ctx, name: str) -> None:
-    """Revoke a token: requests with it (and dashboard sessions opened with it) get 401."""
+    """Revoke a token.
+
+    Requests with it, and dashboard sessions opened with it, get 401."""
     from skypost.web import tokens
 
     app = ctx.app()
@@ -95,17 +103,20 @@ def token_revoke(ctx: Ctx, name: str) -> None:
 
 @click.group()
 def hook() -> None:
-    """Webhooks at /hooks/NAME (generic post documents, Ghost, WordPress)."""
+    """Webhooks at /hooks/NAME: generic, Ghost or WordPress."""
 
 
 @hook.command("add")
 @click.argument("name")
-@click.option("--kind", type=click.Choice(["generic", "ghost", "wordpress"]), default="generic", show_default=True)
+@click.option("--kind", type=click.Choice(["generic", "ghost", "wordpress"]), default="generic",
+              show_default=True, help="The payload: a post document, Ghost's or WordPress's.")
 @click.option("--account", multiple=True, help="Send this hook's posts to this account only (repeatable).")
 @pass_ctx
 @guarded
 def hook_add(ctx: Ctx, name: str, kind: str, account: tuple[str, ...]) -> None:
-    """Add a hook; its signing secret is printed once, alone on standard output."""
+    """Add a hook; its signing secret is printed once.
+
+    The secret is printed alone on standard output."""
     from skypost.web import hooks
 
     app = ctx.app()
@@ -118,7 +129,7 @@ def hook_add(ctx: Ctx, name: str, kind: str, account: tuple[str, ...]) -> None:
 
 
 @hook.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 @guarded
 def hook_list(ctx: Ctx, as_json: bool) -> None:

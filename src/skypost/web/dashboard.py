@@ -1,22 +1,27 @@
 """The dashboard: server-rendered pages (Jinja2), live fragments (htmx), forms with CSRF.
 
-Every page works without JavaScript; htmx only refreshes a post's status while
-work is pending and lets Retry update the page in place.
+Every page works without JavaScript; htmx only refreshes a post's status and history
+while work is pending and lets Retry update the page in place. Accounts are added and
+app passwords re-entered through the same Skypost calls as the CLI (one login checks them).
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import quote
 
 import jinja2
+from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.templating import Jinja2Templates
 
+from skypost.accounts import DEFAULT_SERVICE
+from skypost.advice import APP_PASSWORD_WARNING, looks_like_app_password, nothing_retried
 from skypost.app import Skypost
 from skypost.models import AccountError, PostStatus, ValidationError
 from skypost.store import queries_web as qw
@@ -30,6 +35,8 @@ STATUSES = [s.value for s in PostStatus]
 # the statuses a post is stored with ("paused" is computed when shown, never stored)
 FILTERS = [s for s in STATUSES if s != "paused"]
 UNFINISHED = frozenset({"pending", "retrying", "rate_limited", "circuit_open", "paused"})
+# statuses with a Retry button; a skipped post is judged again against today's accounts
+RETRYABLE = frozenset({"failed", "partial", "retrying", "skipped"})
 HEADLINES = {
     "pending": "Syndicating to Bluesky…",
     "retrying": "Retrying: the last attempt failed, another one is scheduled",
@@ -54,12 +61,38 @@ def _when(value: Any) -> str:
     return parsed.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+# a web address inside an activity message; trailing punctuation belongs to the sentence
+_URL = re.compile(r"https?://[^\s<>\"']+")
+_TRAILING = ".,;:!?)]"
+
+
+def linkify(text: Any) -> Markup:
+    """The text, escaped, with its http(s) addresses as links."""
+    value = str(text)
+    parts: list[Markup] = []
+    last = 0
+    for match in _URL.finditer(value):
+        url = match.group(0).rstrip(_TRAILING)
+        parts.append(escape(value[last:match.start()]))
+        parts.append(Markup('<a href="{0}" rel="noopener">{0}</a>').format(url))
+        last = match.start() + len(url)
+    parts.append(escape(value[last:]))
+    return Markup("").join(parts)
+
+
+def sentence(text: str) -> str:
+    """A message from the CLI's wording ("nothing to retry: …") as a sentence on a page."""
+    return text[:1].upper() + text[1:]
+
+
 def make_templates() -> Jinja2Templates:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined)
     env.filters["when"] = _when
     env.filters["q"] = lambda value: quote(str(value), safe="")
-    env.globals.update(UNFINISHED=UNFINISHED, HEADLINES=HEADLINES, FILTERS=FILTERS)
+    env.filters["linkify"] = linkify
+    env.globals.update(UNFINISHED=UNFINISHED, HEADLINES=HEADLINES, FILTERS=FILTERS,
+                       RETRYABLE=RETRYABLE, DEFAULT_SERVICE=DEFAULT_SERVICE)
     return Jinja2Templates(env=env)
 
 
@@ -179,14 +212,20 @@ def routes(skypost: Skypost, offload: Offload, templates: Jinja2Templates, *,
         return render(request, "post.html", {**data, "title": data["document"].get("title") or data["status"]["id"]},
                       user=user, paused=data["paused"])
 
+    def status_with_history(post_id: str) -> dict[str, Any] | None:
+        status = skypost.status(post_id)
+        if status is None:
+            return None
+        return {"status": status, "events": skypost.events(limit=50, post_id=post_id)}
+
     async def post_status(request: Request) -> Response:
         user = await current_user(request)
         if isinstance(user, Response):
             return user
-        status = await offload(skypost.status, request.path_params["post_id"])
-        if status is None:
+        data = await offload(status_with_history, request.path_params["post_id"])
+        if data is None:
             return Response("no such post", status_code=404)
-        return fragment(request, "_status.html", {"status": status})
+        return fragment(request, "_status_live.html", data)
 
     async def retry(request: Request) -> Response:
         user = await current_user(request)
@@ -196,17 +235,24 @@ def routes(skypost: Skypost, offload: Offload, templates: Jinja2Templates, *,
         if isinstance(form, Response):
             return form
         post_id = request.path_params["post_id"]
+        before = await offload(skypost.status, post_id)
+        note = None
         try:
             status = await offload(skypost.retry, post_id)
         except ValidationError as exc:
-            session.flash(request, str(exc), "error")
+            note = str(exc)
             status = await offload(skypost.status, post_id)
-        if status is None:
+        if before is None or status is None:
             return render(request, "error.html", {"title": "Not found", "message": "There is no post with this id."},
                           user=user, status_code=404)
+        note = note or nothing_retried(before, status)
         if request.headers.get("hx-request"):
-            return fragment(request, "_status.html", {"status": status})
-        session.flash(request, "Retry queued.")
+            data = await offload(status_with_history, post_id) or {"status": status, "events": []}
+            return fragment(request, "_status_live.html", {**data, "note": note})
+        if note:
+            session.flash(request, sentence(note), "warning")
+        else:
+            session.flash(request, "Retry queued.")
         return RedirectResponse(f"/posts/{quote(post_id, safe='')}", status_code=303)
 
     def set_paused(paused: bool) -> None:
@@ -227,13 +273,55 @@ def routes(skypost: Skypost, offload: Offload, templates: Jinja2Templates, *,
 
     # --- accounts and activity -------------------------------------------------------------------
 
+    async def accounts_page(request: Request, user: tokens.TokenInfo, *,
+                            added: Mapping[str, Any] | None = None, error: str | None = None,
+                            status_code: int = 200) -> Response:
+        rows = await offload(accounts_with_health, skypost)
+        paused = await offload(lambda: skypost.paused)
+        # the add form keeps what was typed, except the password, which is never sent back
+        form = {"handle": "", "service": DEFAULT_SERVICE, "manual": False, **(added or {})}
+        return render(request, "accounts.html", {"accounts": rows, "title": "Accounts", "add": form,
+                                                 "add_error": error},
+                      user=user, paused=paused, status_code=status_code)
+
     async def accounts(request: Request) -> Response:
         user = await current_user(request)
         if isinstance(user, Response):
             return user
-        rows = await offload(accounts_with_health, skypost)
-        paused = await offload(lambda: skypost.paused)
-        return render(request, "accounts.html", {"accounts": rows, "title": "Accounts"}, user=user, paused=paused)
+        return await accounts_page(request, user)
+
+    def warn_unless_app_password(request: Request, password: str) -> None:
+        if not looks_like_app_password(password):
+            session.flash(request, sentence(APP_PASSWORD_WARNING) + ".", "warning")
+
+    async def add_account(request: Request) -> Response:
+        """The same path as `skypost account add`: one login checks the app password."""
+        user = await current_user(request)
+        if isinstance(user, Response):
+            return user
+        form = await checked_form(request)
+        if isinstance(form, Response):
+            return form
+        handle = str(form.get("handle", "")).strip()
+        password = str(form.get("app_password", ""))
+        service = str(form.get("service", "")).strip() or DEFAULT_SERVICE
+        manual = form.get("manual") == "on"
+        if password.strip():
+            warn_unless_app_password(request, password)
+        try:
+            if not handle:
+                raise ValidationError({"handle": "is required"})
+            if not password.strip():
+                raise ValidationError({"app_password": "is empty"})
+            result = await offload(skypost.add_account, handle, password, service=service,
+                                   auto_syndicate=not manual)
+        except (ValidationError, AccountError) as exc:
+            return await accounts_page(request, user, added={"handle": handle, "service": service,
+                                                             "manual": manual},
+                                       error=str(exc), status_code=422)
+        session.flash(request,
+                      f"Added @{result['handle']} ({result['did']}) on {result['service']}.")
+        return RedirectResponse("/accounts", status_code=303)
 
     async def account_password(request: Request) -> Response:
         user = await current_user(request)
@@ -244,6 +332,8 @@ def routes(skypost: Skypost, offload: Offload, templates: Jinja2Templates, *,
             return form
         handle = request.path_params["handle"]
         password = str(form.get("app_password", ""))
+        if password.strip():
+            warn_unless_app_password(request, password)
         try:
             if not password.strip():
                 raise ValidationError({"app_password": "is empty"})
@@ -264,6 +354,9 @@ def routes(skypost: Skypost, offload: Offload, templates: Jinja2Templates, *,
         paused = await offload(lambda: skypost.paused)
         return render(request, "activity.html", {"events": events, "title": "Activity"}, user=user, paused=paused)
 
+    async def favicon(request: Request) -> Response:
+        return RedirectResponse("/static/favicon.svg", status_code=301)
+
     return [
         Route("/", home, methods=["GET"]),
         Route("/login", login_page, methods=["GET"]),
@@ -272,6 +365,8 @@ def routes(skypost: Skypost, offload: Offload, templates: Jinja2Templates, *,
         Route("/pause", pause_or_resume, methods=["POST"]),
         Route("/resume", pause_or_resume, methods=["POST"]),
         Route("/accounts", accounts, methods=["GET"]),
+        Route("/accounts", add_account, methods=["POST"]),
+        Route("/favicon.ico", favicon, methods=["GET"]),
         Route("/accounts/{handle}/password", account_password, methods=["POST"]),
         Route("/activity", activity, methods=["GET"]),
         # ids may contain "/": the longer routes are matched first

@@ -13,7 +13,10 @@ import signal
 import threading
 from typing import Any
 
+import uvicorn
+
 from skypost.app import Skypost
+from skypost.cli import exit_now
 
 log = logging.getLogger("skypost.web.serve")
 
@@ -63,16 +66,14 @@ def is_loopback(host: str) -> bool:
 
 def serve(skypost: Skypost, *, host: str = "127.0.0.1", port: int = 8000, worker: bool = True,
           log_level: str = "info") -> None:
-    """Run until SIGTERM / SIGINT; returns after a graceful shutdown."""
-    import uvicorn
-
+    """Run until SIGTERM / SIGINT; returns after a graceful shutdown (a second SIGINT: at once)."""
     from skypost.web.app import create_app
 
     services = [EmbeddedWorker(skypost)] if worker else []
     app = create_app(skypost, services=services)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on", server_header=False,
                             proxy_headers=False, timeout_graceful_shutdown=10)
-    server = uvicorn.Server(config)
+    server = _Server(config)
     # uvicorn re-raises the signal it handled once it has shut down; with these handlers
     # that is a no-op and `skypost serve` exits 0 after a clean shutdown
     previous = {sig: signal.signal(sig, _ignore) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -88,6 +89,18 @@ def serve(skypost: Skypost, *, host: str = "127.0.0.1", port: int = 8000, worker
             service.stop()
     if not server.started:
         raise ServeError(f"could not serve on {host}:{port} (see the log above)")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, but a second Ctrl-C leaves at once instead of waiting for the
+    embedded worker to finish the delivery in hand."""
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if sig == signal.SIGINT and self.should_exit:
+            exit_now()
+        if sig == signal.SIGINT:
+            log.info("Ctrl-C: shutting down gracefully (Ctrl-C again to exit at once)")
+        super().handle_exit(sig, frame)
 
 
 class ServeError(RuntimeError):

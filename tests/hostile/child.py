@@ -16,6 +16,16 @@ import sys
 import time
 
 
+def peak_rss_kib() -> int:
+    """This process's own peak RSS (VmHWM). Not ru_maxrss: Linux carries the parent's peak
+    across fork and exec, so a child of a large test runner would report the runner's."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def main() -> None:
     spec = json.loads(sys.argv[1])
     limit = int(spec["rlimit_as"])
@@ -29,7 +39,7 @@ def main() -> None:
         result = {"outcome": "raised", "type": type(exc).__name__,
                   "kind": getattr(exc, "kind", None), "reason": str(exc)[:500]}
     result["wall"] = round(time.monotonic() - started, 3)
-    result["maxrss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    result["maxrss_mb"] = round(peak_rss_kib() / 1024, 1)
     print(json.dumps(result), flush=True)
 
 

@@ -2,7 +2,7 @@
 
 Each measurement runs in a child process with an address-space limit, so a regression
 fails (MemoryError, or a peak over the bound) instead of taking the machine down. The
-peak is the child's ru_maxrss minus what it held before preparing the image.
+peak is the child's own peak RSS (VmHWM) minus what it held before preparing the image.
 
 Measured with Pillow 13 (growth of peak RSS, MiB; before = without the decode budget):
   8000x8000 RGBA PNG            before 1014   now   0 (refused from the header)
@@ -64,22 +64,24 @@ CHILD = textwrap.dedent("""
     import json, resource, sys
     resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
     sys.path.insert(0, {src!r})
+    sys.path.insert(0, {root!r})
+    from tests.hostile.child import peak_rss_kib
     from skypost.bluesky.images import ImageError, prepare_thumbnail
     data = open({path!r}, "rb").read()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_rss_kib()
     try:
         out, mime = prepare_thumbnail(data)
         result = {{"ok": True, "bytes": len(out), "mime": mime}}
     except ImageError as exc:
         result = {{"ok": False, "error": str(exc)}}
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = peak_rss_kib()
     result["growth"] = (peak - before) * 1024
     print(json.dumps(result))
 """)
 
 
 def prepare_in_child(path: Path) -> dict[str, Any]:
-    code = CHILD.format(limit=ADDRESS_SPACE_LIMIT, src=str(SRC), path=str(path))
+    code = CHILD.format(limit=ADDRESS_SPACE_LIMIT, src=str(SRC), root=str(SRC.parent), path=str(path))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout)

@@ -157,7 +157,7 @@ def test_the_cli_refuses_private_services(tmp_path, internal):
 
     assert run("init").returncode == 0
     added = run("account", "add", "alice.example.com", "--password-stdin", "--service", internal.url,
-                stdin="pw\n")
+                stdin="abcd-efgh-ijkl-mnop\n")
     assert added.returncode == 2 and added.stderr.startswith("error: service: refused"), added.stderr
     assert ALLOW_HINT in added.stderr and len(added.stderr.splitlines()) == 1
     assert internal.requests == []
@@ -169,7 +169,7 @@ def test_the_cli_refuses_private_services(tmp_path, internal):
     assert moved.returncode == 2 and "password: is required when the service changes" in moved.stderr
     env["SKYPOST_ALLOW_PRIVATE_URLS"] = "1"
     allowed = run("account", "add", "bob.example.com", "--password-stdin", "--service", internal.url,
-                  stdin="pw\n")
+                  stdin="abcd-efgh-ijkl-mnop\n")
     assert allowed.returncode == 2 and "refused the login" in allowed.stderr and SECRET not in allowed.stderr
     assert internal.requests
     listed = json.loads(run("account", "list", "--json").stdout)

@@ -13,7 +13,8 @@ import pytest
 from skypost.bluesky.compose import detect_facets
 from skypost.bluesky.text import grapheme_len, truncate, utf8_len
 
-INTEROP = Path("/work/shared/interop")
+# the shared fixtures lie beside the checkout (never copied into it)
+INTEROP = Path(__file__).resolve().parents[1].parent / "shared" / "interop"
 RICHTEXT = json.loads((INTEROP / "bluesky_richtext_tests.json").read_text(encoding="utf-8"))
 ORACLE = json.loads((INTEROP / "bluesky_facets_oracle.json").read_text(encoding="utf-8"))["cases"]
 

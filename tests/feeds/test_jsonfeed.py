@@ -20,7 +20,8 @@ from tests.feeds.builders import E, json_feed, rss, ts
 
 BASE = "https://blog.example.com/feed.json"
 T0 = 1_700_000_000.0
-FEED_RS = Path("/work/shared/interop/feeds/feed-rs")
+# the shared fixtures lie beside the checkout (never copied into it)
+FEED_RS = Path(__file__).resolve().parents[2].parent / "shared" / "interop" / "feeds" / "feed-rs"
 EXPECTED = json.loads((FEED_RS / "expected.json").read_text(encoding="utf-8"))["feeds"]
 JSON_CASES = sorted(name for name in EXPECTED if EXPECTED[name]["feed_type"] == "JSON")
 

@@ -272,3 +272,11 @@ def test_healthz_is_503_when_the_database_is_gone_or_broken(web, db_url, tmp_pat
             conn.execute(f'CREATE DATABASE "{name}"')  # an empty database: no schema
         r = c.get("/healthz")
         assert r.status_code == 503 and "run skypost init" in r.json()["error"]
+
+
+def test_an_unknown_field_named_with_a_lone_surrogate_is_a_422(web):
+    # found by the fuzzer: the field name is echoed in the error, and UTF-8 cannot encode it
+    web.post("/api/v1/posts", json=DOC)
+    r = web.client.post("/api/v1/posts/42/retry", content=b'{"\\ud800x": 1}',
+                        headers={**web.auth, "Content-Type": "application/json"})
+    assert r.status_code == 422 and list(r.json()["errors"]) == ["?x"], r.text

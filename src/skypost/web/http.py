@@ -42,8 +42,13 @@ def json_error(status: int, message: str, headers: Mapping[str, str] | None = No
 
 
 def field_errors(errors: Mapping[str, str], status: int = 422) -> JSONResponse:
-    """Bad input: which field, and why."""
-    return JSONResponse({"errors": dict(errors)}, status_code=status)
+    """Bad input: which field, and why. A field name may come from the client and hold lone
+    surrogates, which UTF-8 cannot encode: they become "?", never a 500."""
+    return JSONResponse({"errors": {_utf8(k): _utf8(v) for k, v in errors.items()}}, status_code=status)
+
+
+def _utf8(text: str) -> str:
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 async def read_json(request: Request) -> Any:

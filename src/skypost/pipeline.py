@@ -540,11 +540,11 @@ class Pipeline:
                  attempt: Attempt, *, probe: bool, now: float,
                  budget_writes: list[Callable[[Conn], None]]) -> float | None:
         handle = account.handle
-        current = q.delivery_row(conn, row.id)
+        now_row = q.delivery_row(conn, row.id)
         # a create that was in flight when a delete was requested: its outcome only decides
         # when the delete goes (at once); the create's failure is not counted against anything
-        switched = (row.intent == Intent.PUBLISH.value and current is not None
-                    and current.intent == Intent.DELETE.value)
+        switched = (row.intent == Intent.PUBLISH.value and now_row is not None
+                    and now_row.intent == Intent.DELETE.value)
         for method, status, headers in attempt.responses:
             if status == 429:
                 continue

@@ -299,8 +299,9 @@ def repost(conn: Connection, post_row: Mapping[str, Any], *, now: float) -> bool
         return False
     post = parse_post_document(post_row["document"], allow_extra=True)
     selection = select_accounts(post, [account_from_row(r) for r in q.list_accounts(conn)])
-    if not selection.accounts:
-        raise ValidationError({"post": f"cannot repost: {selection.reason}"})
+    why = guard_reason(post, cutoff=None, post_types=("post",)) or selection.reason
+    if why or not selection.accounts:
+        raise ValidationError({"post": f"cannot repost: {why}"})
     enqueue_deliveries(conn, post_row["seq"], selection.accounts, now=now, generation=generation)
     handles = ", ".join("@" + a.handle for a in selection.accounts)
     q.add_event(conn, ts=now, kind="repost", post_id=post_row["post_id"],

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 from skypost import syndicator
 from skypost.clock import DatabaseClock
 from skypost.config import Settings, load_settings
-from skypost.models import Post, PostState, ValidationError, iso, normalize_handle, parse_post_document, valid_id
+from skypost.models import (Post, PostState, PostStatus, ValidationError, iso, normalize_handle,
+                            parse_post_document, valid_id)
 from skypost.queue import JobQueue
 from skypost.store import queries as q
 from skypost.store.db import SCHEMA_HEAD, Database
@@ -288,10 +289,28 @@ class Skypost:
             items.append(item)
         return items
 
-    def retry(self, post_id: str, account: str | None = None) -> dict[str, Any] | None:
+    def delete(self, post_id: str) -> dict[str, Any] | None:
+        """Remove the post from Bluesky on every account; its status at once, None for an unknown id.
+
+        Deliveries that never reached Bluesky are cancelled (they are never sent); the others'
+        records are deleted by the worker, with the same retries and gates as publishing. The
+        id stays known: it is never syndicated again (see `retry(..., repost=True)`). A second
+        delete changes nothing."""
+        if not valid_id(post_id):
+            return None
+        with self.db.transaction() as conn:
+            row = q.post_by_id(conn, post_id)
+            if row is None:
+                return None
+            if syndicator.request_delete(conn, row, now=self.clock()):
+                conn.after_commit(self.queue.notify)
+        return self.status(post_id)
+
+    def retry(self, post_id: str, account: str | None = None, *, repost: bool = False) -> dict[str, Any] | None:
         """Queue the failed deliveries of a post again (or those of one account); None for an unknown id.
 
-        A post skipped because no account would take it is judged again against today's accounts."""
+        A post skipped because no account would take it is judged again against today's accounts.
+        `repost`: publish a deleted post again, as new records (only for a deleted post)."""
         if not valid_id(post_id):
             return None
         now = self.clock()
@@ -300,6 +319,20 @@ class Skypost:
             row = q.post_by_id(conn, post_id)
             if row is None:
                 return None
+            current = syndicator.post_state(conn, row, paused=False).status
+            deleted = row["delete_requested_at"] is not None
+            if repost:
+                if handle:
+                    raise ValidationError({"account": "a repost goes to every account the post is for"})
+                if not syndicator.repost(conn, row, now=now):
+                    why = ("it is still being deleted: wait until it is deleted" if deleted
+                           else "only a deleted post can be reposted (skypost delete ID first)")
+                    raise ValidationError({"repost": f"post {post_id} cannot be reposted: {why}"})
+                conn.after_commit(self.queue.notify)
+                return self._status_after(conn, post_id)
+            if current is PostStatus.DELETED:
+                raise ValidationError({"post": f"post {post_id} was deleted from Bluesky: it is not sent "
+                                               f"again (skypost retry {post_id} --repost publishes it anew)"})
             revived = row["status"] == "skipped" and syndicator.resubmit_skipped(conn, row, now)
             deliveries = q.deliveries_for_posts(conn, [row["seq"]])
             if handle and not any(d["handle"] == handle for d in deliveries):
@@ -315,13 +348,18 @@ class Skypost:
                     q.make_delivery_due(conn, d["id"], now)
                     touched += 1
             if touched:
-                syndicator.requeue_post(conn, row["seq"], now)
+                syndicator.requeue_post(conn, row["seq"], now, reset_status=not deleted)
                 q.add_event(conn, ts=now, kind="retry", post_id=post_id,
                             message=f"retry requested for {touched} delivery(ies)")
                 conn.after_commit(self.queue.notify)
             elif revived:
                 conn.after_commit(self.queue.notify)
         return self.status(post_id)
+
+    def _status_after(self, conn: Any, post_id: str) -> dict[str, Any]:
+        row = q.post_by_id(conn, post_id)
+        assert row is not None
+        return syndicator.post_state(conn, row, paused=syndicator.is_paused(conn)).to_json()
 
     def pause(self) -> None:
         self._set_paused(True)

@@ -512,21 +512,38 @@ def _worker_sentence(health: dict[str, Any], *, now: float) -> str:
 @main.command()
 @click.argument("post_id")
 @click.option("--account", default=None, metavar="HANDLE", help="Only this account's delivery.")
+@click.option("--repost", is_flag=True,
+              help="Publish a deleted post again, as new records (likes and replies are not carried over).")
 @pass_ctx
 @guarded
-def retry(ctx: Ctx, post_id: str, account: str | None) -> None:
+def retry(ctx: Ctx, post_id: str, account: str | None, repost: bool) -> None:
     """Queue a post's failed deliveries again."""
     from skypost.advice import nothing_retried
 
     app = ctx.app()
     before = app.status(post_id)
-    data = app.retry(post_id, account)
-    if before is None or data is None:
+    if before is None:
+        fail(f"unknown post id {post_id!r}")
+    data = app.retry(post_id, account, repost=repost)
+    if data is None:
         fail(f"unknown post id {post_id!r}")
     _print_status(data)
-    why = nothing_retried(before, data)
+    why = None if repost else nothing_retried(before, data)
     if why:
         say(clean(why))
+
+
+@main.command()
+@click.argument("post_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@pass_ctx
+@guarded
+def delete(ctx: Ctx, post_id: str, as_json: bool) -> None:
+    """Remove a post from Bluesky on every account (the worker does it)."""
+    data = ctx.app().delete(post_id)
+    if data is None:
+        fail(f"unknown post id {post_id!r}")
+    _print_json(data) if as_json else _print_status(data)
 
 
 @main.command()

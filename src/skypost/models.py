@@ -25,6 +25,10 @@ class PostStatus(str, enum.Enum):
     PARTIAL = "partial"
     FAILED = "failed"
     SKIPPED = "skipped"
+    # removed from Bluesky on request: never syndicated again under this id
+    DELETING = "deleting"
+    DELETED = "deleted"
+    DELETE_FAILED = "delete_failed"
 
 
 class DeliveryStatus(str, enum.Enum):
@@ -36,10 +40,16 @@ class DeliveryStatus(str, enum.Enum):
     NEEDS_REAUTH = "needs_reauth"
     COMPLETED = "completed"
     FAILED = "failed"
+    # a delete was requested: shown for a delivery waiting for its record to be removed
+    # (stored as pending with intent "delete")
+    DELETING = "deleting"
+    DELETED = "deleted"  # the record was removed, or never existed
+    CANCELLED = "cancelled"  # never reached Bluesky: nothing to remove
 
     @property
     def finished(self) -> bool:
-        return self in (DeliveryStatus.COMPLETED, DeliveryStatus.FAILED)
+        return self in (DeliveryStatus.COMPLETED, DeliveryStatus.FAILED, DeliveryStatus.DELETED,
+                        DeliveryStatus.CANCELLED)
 
     @property
     def parked(self) -> bool:
@@ -47,9 +57,17 @@ class DeliveryStatus(str, enum.Enum):
         return self is DeliveryStatus.NEEDS_REAUTH
 
 
-FINISHED_DELIVERY = (DeliveryStatus.COMPLETED.value, DeliveryStatus.FAILED.value)
+FINISHED_DELIVERY = (DeliveryStatus.COMPLETED.value, DeliveryStatus.FAILED.value, DeliveryStatus.DELETED.value,
+                     DeliveryStatus.CANCELLED.value)
 # finished, or waiting for a person: nothing for a worker to do
 IDLE_DELIVERY = FINISHED_DELIVERY + (DeliveryStatus.NEEDS_REAUTH.value,)
+
+
+class Intent(str, enum.Enum):
+    """What a delivery's attempts do: create its record, or remove it."""
+
+    PUBLISH = "publish"
+    DELETE = "delete"
 
 
 class DeliveryFailure(str, enum.Enum):
@@ -165,6 +183,7 @@ class Delivery:
     cid: str | None = None
     url: str | None = None
     error: str | None = None
+    intent: Intent = Intent.PUBLISH
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -204,6 +223,15 @@ def iso(value: datetime | None) -> str | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
     return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def deletion_status(deliveries: list[Delivery]) -> PostStatus:
+    """The status of a post whose removal from Bluesky was requested."""
+    if any(not d.status.finished for d in deliveries):
+        return PostStatus.DELETING
+    if any(d.status is DeliveryStatus.FAILED for d in deliveries):
+        return PostStatus.DELETE_FAILED
+    return PostStatus.DELETED
 
 
 def overall_status(deliveries: list[Delivery], *, paused: bool) -> PostStatus:

@@ -28,6 +28,7 @@ from skypost.models import (
     AccountState,
     DeliveryStatus,
     DeliveryFailure,
+    Intent,
     Post,
     PostStatus,
     parse_post_document,
@@ -49,6 +50,7 @@ class Client(Protocol):
     @property
     def did(self) -> str: ...
     def create_post(self, record: dict[str, Any], rkey: str) -> Any: ...
+    def delete_post(self, rkey: str) -> None: ...
     def get_post(self, rkey: str) -> Any: ...
     def upload_blob(self, data: bytes, mime: str) -> dict[str, Any]: ...
     def resolve_handle(self, handle: str) -> str | None: ...
@@ -111,6 +113,7 @@ class Attempt:
     responses: list[tuple[str, int, dict[str, str]]] = dataclasses.field(default_factory=list)
     result: Any = None
     already_existed: bool = False
+    deleted: bool = False  # a delete attempt removed the record (or found none)
     failure: rz.Failure | None = None
     failed_method: str | None = None
     failure_headers: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -273,6 +276,9 @@ class Pipeline:
                     claimed_run_at: float | None) -> None:
         """Reschedule the job for its next due delivery, or end it; store the post's status."""
         now = self.clock()
+        # the job row first, then what it decides on: a delete request (deliveries, then this
+        # row) is then either seen here or sees the job as this worker leaves it
+        q.lock_job(conn, job_id)
         post_row = q.post_by_seq(conn, post_seq)
         assert post_row is not None
         state = post_state(conn, post_row, paused=is_paused(conn))
@@ -293,6 +299,11 @@ class Pipeline:
                 q.add_event(conn, ts=now, kind=f"post_{stored.value}", post_id=post_row["post_id"],
                             level="info" if stored is PostStatus.COMPLETED else "warning",
                             message=f"syndication {stored.value}" + (f": {state.reason}" if state.reason else ""))
+            elif stored in (PostStatus.DELETED, PostStatus.DELETE_FAILED):
+                q.add_event(conn, ts=now, kind=f"post_{stored.value}", post_id=post_row["post_id"],
+                            level="info" if stored is PostStatus.DELETED else "warning",
+                            message=("removed from Bluesky on every account" if stored is PostStatus.DELETED
+                                     else f"the delete failed: {state.reason}"))
 
     # --- one delivery -------------------------------------------------------------
 
@@ -303,13 +314,23 @@ class Pipeline:
         transaction that ends the delivery's turn."""
         now = self.clock()
         with self.db.transaction() as conn:
+            # the delivery as it is now: a delete may have been requested since the job read it
+            fresh = q.delivery_row(conn, row.id)
+            if fresh is None or DeliveryStatus(fresh.status).finished:
+                if finish:
+                    finish(conn, None)
+                return None
+            row = fresh
+            deleting = row.intent == Intent.DELETE.value
             account = None
             account_row = q.account_by_id(conn, row.account_id) if row.account_id is not None else None
             if account_row is not None:
                 account = AccountRow.from_row(account_row)
             keys = account_keys(account.id, account.service, self.settings.egress_id) if account else {}
             paused = is_paused(conn)
-            blocker = q.earlier_unfinished_delivery(conn, account.id, row.post_seq) if account else None
+            # a delete waits for no earlier post
+            blocker = (q.earlier_unfinished_delivery(conn, account.id, row.post_seq)
+                       if account and not deleting else None)
             if paused or account is None or account_row is None or blocker is not None:
                 # decided before the breaker and the budgets matter: most claims of a long queue
                 # behind one account end here, so they read nothing more
@@ -320,7 +341,7 @@ class Pipeline:
                 budgets = self._budgets(conn, keys, account_row)
                 decision = decide(
                     row, account,
-                    categories_ok=categories_allow(account_from_row(account_row), post.categories),
+                    categories_ok=deleting or categories_allow(account_from_row(account_row), post.categories),
                     blocker=None, breaker=q.breaker(conn, account.id), budgets=budgets, paused=False,
                     now=now, lease=self.settings.job_lease,
                 )
@@ -334,6 +355,10 @@ class Pipeline:
                     finish(conn, hint)
                 return hint
             credentials = self._begin_attempt(conn, row, post, decision, account, budgets, job_id, owner, now)
+            if credentials is _CHANGED:  # a delete was requested meanwhile: look again at once
+                if finish:
+                    finish(conn, now)
+                return now
             if isinstance(credentials, Decision):  # lost a race for the probe or the budget
                 hint = self._apply(conn, row, post, credentials, account, now)
                 if finish:
@@ -341,6 +366,7 @@ class Pipeline:
                 return hint
             if credentials is None:
                 return None  # another worker took this job over: leave the delivery to it
+        assert isinstance(credentials, Credentials)
         attempt = self._attempt(post, row, account.id, account.handle, account.service, credentials.password,
                                 credentials.session, tried_before=row.tried)
         return self._record(post, row, account, keys, attempt, probe=decision.probe, finish=finish)
@@ -365,7 +391,8 @@ class Pipeline:
             assert decision.failure_kind is not None
             if row.status != DeliveryStatus.NEEDS_REAUTH.value:
                 q.park_delivery(conn, row.id, status=DeliveryStatus.NEEDS_REAUTH.value,
-                                kind=decision.failure_kind.value, error=decision.reason, now=now)
+                                kind=decision.failure_kind.value, error=decision.reason, now=now,
+                                intent=row.intent)
                 q.add_event(conn, ts=now, kind="needs_reauth", level="error", post_id=post.id,
                             account=row.handle, message=f"@{row.handle}: {decision.reason}")
                 if row.account_id is not None:
@@ -377,7 +404,7 @@ class Pipeline:
             # waiting on an earlier post; a hold that has run out no longer describes it
             if row.status != DeliveryStatus.PENDING.value and (row.next_attempt_at or 0) <= now:
                 q.schedule_delivery(conn, row.id, status=DeliveryStatus.PENDING.value, next_attempt_at=None,
-                                    error=row.error, now=now)
+                                    error=row.error, now=now, intent=row.intent)
             return until
         if decision.hold is not None and account is not None:
             # the cause holds every delivery of the account (or service): one statement moves
@@ -387,7 +414,7 @@ class Pipeline:
                               service=account.service if decision.hold == "service" else None)
         if row.status != decision.status.value or row.next_attempt_at != until:
             q.schedule_delivery(conn, row.id, status=decision.status.value, next_attempt_at=until,
-                                error=row.error, now=now)
+                                error=row.error, now=now, intent=row.intent)
         if row.status != decision.status.value:
             when = datetime.fromtimestamp(until, timezone.utc).strftime("%H:%M:%S")
             q.add_event(conn, ts=now, kind=decision.status.value, post_id=post.id, account=row.handle,
@@ -395,9 +422,10 @@ class Pipeline:
         return until
 
     def _begin_attempt(self, conn: Conn, row: DeliveryRow, post: Post, decision: Decision, account: AccountRow,
-                       budgets: Budgets, job_id: int, owner: str, now: float) -> Credentials | Decision | None:
+                       budgets: Budgets, job_id: int, owner: str, now: float) -> Credentials | Decision | object | None:
         """Claim what the attempt needs, atomically: the lease (still ours), the probe (only one),
-        the budgets (spent in SQL, shared by every worker). None: the lease was lost."""
+        the budgets (spent in SQL, shared by every worker). None: the lease was lost. _CHANGED:
+        a delete was requested since the delivery was read (nothing may be sent for it now)."""
         if not q.holds_lease(conn, job_id, owner, now=now):
             return None
         if decision.probe and not q.take_probe(conn, account.id, owner=owner, now=now,
@@ -407,7 +435,11 @@ class Pipeline:
             return Decision(Action.WAIT, f"circuit half-open for @{account.handle}: a probe is running",
                             DeliveryStatus.CIRCUIT_OPEN, until)
         # row locks in one order everywhere: breaker, delivery, jobs, then the shared budgets
-        q.start_attempt(conn, row.id, now)
+        if not q.start_attempt(conn, row.id, now, intent=row.intent):
+            if decision.probe:
+                breaker = q.breaker_for_update(conn, account.id, now)
+                q.store_breaker(conn, rz.breaker_release_probe(breaker, now), now)
+            return _CHANGED
         spent: list[str] = []
         # only a budget known and live now can be spent (the others cost no statement)
         live = {r.key for r in budgets.rows if r.remaining is not None and r.reset_at is not None
@@ -448,6 +480,12 @@ class Pipeline:
         )
         method = "com.atproto.repo.createRecord"
         try:
+            if row.intent == Intent.DELETE.value:
+                # the post and any gate with its key; a record that is not there counts as removed
+                method = "com.atproto.repo.deleteRecord"
+                client.delete_post(row.rkey)
+                attempt.deleted = True
+                return attempt
             if tried_before:
                 method = "com.atproto.repo.getRecord"
                 existing = client.get_post(row.rkey)
@@ -502,6 +540,11 @@ class Pipeline:
                  attempt: Attempt, *, probe: bool, now: float,
                  budget_writes: list[Callable[[Conn], None]]) -> float | None:
         handle = account.handle
+        now_row = q.delivery_row(conn, row.id)
+        # a create that was in flight when a delete was requested: its outcome only decides
+        # when the delete goes (at once); the create's failure is not counted against anything
+        switched = (row.intent == Intent.PUBLISH.value and now_row is not None
+                    and now_row.intent == Intent.DELETE.value)
         for method, status, headers in attempt.responses:
             if status == 429:
                 continue
@@ -515,20 +558,38 @@ class Pipeline:
             q.add_event(conn, ts=now, kind="card_warning", level="warning", post_id=post.id,
                         account=handle, message=warning)
         failure = attempt.failure
+        if failure is None and attempt.deleted:
+            q.mark_deleted(conn, row.id, now=now)
+            q.add_event(conn, ts=now, kind="record_deleted", post_id=post.id, account=handle,
+                        message=f"removed from @{handle}: at://{row.did}/app.bsky.feed.post/{row.rkey}",
+                        data={"rkey": row.rkey})
+            self._healthy_answer(conn, account, post.id, now)
+            self._wake_next(conn, row, now)
+            return None
+        if switched and failure is not None:
+            if probe:
+                breaker = q.breaker_for_update(conn, account.id, now)
+                q.store_breaker(conn, rz.breaker_release_probe(breaker, now), now)
+            q.add_event(conn, ts=now, kind="delete_waited", post_id=post.id, account=handle,
+                        message=f"@{handle}: the attempt in flight when the delete was requested ended "
+                                f"({failure.message}); removing whatever it may have created")
+            return now
         if failure is None:
             result = attempt.result
             did = _did_of(result.uri) or row.did
             from skypost.bluesky.client import post_url
 
             url = post_url(did, row.rkey)
-            q.complete_delivery(conn, row.id, uri=result.uri, cid=result.cid, url=url, now=now)
+            kept = q.complete_delivery(conn, row.id, uri=result.uri, cid=result.cid, url=url, now=now)
             note = " (found the record of an earlier attempt)" if attempt.already_existed else ""
+            if not kept:
+                note += "; a delete was requested meanwhile: it is removed next"
             q.add_event(conn, ts=now, kind="published", post_id=post.id, account=row.handle,
                         message=f"published to @{row.handle}: {url}{note}",
                         data={"uri": result.uri, "cid": result.cid, "url": url})
             self._healthy_answer(conn, account, post.id, now)
             self._wake_next(conn, row, now)
-            return None
+            return None if kept else now
         if failure.kind is rz.FailureKind.RATE_LIMITED:
             observation = rz.parse_rate_headers(attempt.failure_headers, now)
             key = key_for_method(attempt.failed_method or "", keys, observation.policy if observation else None)
@@ -558,7 +619,8 @@ class Pipeline:
         if failure.kind is rz.FailureKind.PERMANENT:
             # a real answer from a healthy server: it breaks a run of transient failures
             self._healthy_answer(conn, account, post.id, now)
-            self._fail(conn, row, post, DeliveryFailure.PERMANENT, f"Bluesky refused the post: {failure.message}", now)
+            what = "the delete" if row.intent == Intent.DELETE.value else "the post"
+            self._fail(conn, row, post, DeliveryFailure.PERMANENT, f"Bluesky refused {what}: {failure.message}", now)
             return None
         # transient: counted against the breaker in one row-locked read-modify-write
         before = q.breaker_for_update(conn, account.id, now)
@@ -583,14 +645,14 @@ class Pipeline:
             until = max(after.open_until, now + delay)
             self._hold_for_breaker(conn, account, after.open_until, now)
             q.schedule_delivery(conn, row.id, status=DeliveryStatus.CIRCUIT_OPEN.value, next_attempt_at=until,
-                                error=failure.message, now=now)
+                                error=failure.message, now=now, intent=row.intent)
             when = datetime.fromtimestamp(until, timezone.utc).strftime("%H:%M:%S")
             q.add_event(conn, ts=now, kind="retry_scheduled", level="warning", post_id=post.id, account=handle,
                         message=f"attempt {attempts} failed ({failure.message}); the circuit is open: "
                                 f"next attempt at {when} UTC")
             return until
         q.schedule_delivery(conn, row.id, status=DeliveryStatus.RETRYING.value, next_attempt_at=now + delay,
-                            error=failure.message, now=now)
+                            error=failure.message, now=now, intent=row.intent)
         q.add_event(conn, ts=now, kind="retry_scheduled", level="warning", post_id=post.id, account=handle,
                     message=f"attempt {attempts} failed ({failure.message}); retrying in {delay:g} s")
         return now + delay
@@ -632,13 +694,14 @@ class Pipeline:
             q.wake_jobs_waiting_on_account(conn, row.account_id, row.post_seq, now)
 
     def _fail(self, conn: Conn, row: DeliveryRow, post: Post, kind: DeliveryFailure, error: str, now: float) -> None:
-        q.fail_delivery(conn, row.id, kind=kind.value, error=error, now=now)
+        q.fail_delivery(conn, row.id, kind=kind.value, error=error, now=now, intent=row.intent)
         self._wake_next(conn, row, now)
         q.add_event(conn, ts=now, kind="delivery_failed", level="error", post_id=post.id,
                     account=row.handle, message=f"@{row.handle}: {error}")
 
 
 _STOP = object()
+_CHANGED = object()
 
 
 def _idle(row: DeliveryRow) -> bool:

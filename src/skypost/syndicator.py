@@ -14,10 +14,12 @@ from skypost.models import (
     AccountState,
     Delivery,
     DeliveryStatus,
+    Intent,
     Post,
     PostState,
     PostStatus,
     ValidationError,
+    deletion_status,
     overall_status,
     parse_post_document,
 )
@@ -100,13 +102,18 @@ def guard_reason(post: Post, *, cutoff: float | None, post_types: Sequence[str])
 
 
 def delivery_from_row(row: Mapping[str, Any]) -> Delivery:
+    intent = Intent(row.get("intent") or Intent.PUBLISH.value)
+    status = DeliveryStatus(row["status"])
+    if intent is Intent.DELETE and status is DeliveryStatus.PENDING:
+        status = DeliveryStatus.DELETING  # pending, for a delete: shown as what it waits for
     return Delivery(
         id=row["id"],
         post_seq=row["post_seq"],
         account_id=row["account_id"],
         account=row["handle"],
         did=row["did"],
-        status=DeliveryStatus(row["status"]),
+        status=status,
+        intent=intent,
         attempts=row["attempts"],
         next_attempt_at=_dt(row["next_attempt_at"]),
         rkey=row["rkey"],
@@ -128,6 +135,8 @@ def post_state(conn: Connection, post_row: Mapping[str, Any], *, paused: bool) -
 
 def state_from_rows(post_row: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], *, paused: bool) -> PostState:
     deliveries = [delivery_from_row(r) for r in rows]
+    if post_row.get("delete_requested_at") is not None:
+        return deletion_state(post_row, deliveries, paused=paused)
     if post_row["status"] == PostStatus.SKIPPED.value:
         return PostState(post_row["post_id"], PostStatus.SKIPPED, post_row["reason"], deliveries)
     status = overall_status(deliveries, paused=paused)
@@ -137,6 +146,21 @@ def state_from_rows(post_row: Mapping[str, Any], rows: Sequence[Mapping[str, Any
         reason = "; ".join(errors) or None
     if status is PostStatus.PAUSED:
         reason = "syndication is paused (skypost resume)"
+    return PostState(post_row["post_id"], status, reason, deliveries)
+
+
+def deletion_state(post_row: Mapping[str, Any], deliveries: list[Delivery], *, paused: bool) -> PostState:
+    status = deletion_status(deliveries)
+    if status is PostStatus.DELETING:
+        left = sum(1 for d in deliveries if not d.status.finished)
+        reason = f"removing the post from Bluesky: {left} account(s) to go"
+        if paused:
+            reason += "; syndication is paused (skypost resume)"
+    elif status is PostStatus.DELETE_FAILED:
+        reason = "; ".join(f"@{d.account}: {d.error}" for d in deliveries
+                           if d.status is DeliveryStatus.FAILED and d.error) or "the delete failed"
+    else:
+        reason = "removed from Bluesky on request; this id is never syndicated again"
     return PostState(post_row["post_id"], status, reason, deliveries)
 
 
@@ -181,17 +205,21 @@ def submit(conn: Connection, post: Post, *, now: float, post_types: Sequence[str
     return post_state(conn, row, paused=is_paused(conn) and not reason), True
 
 
-def enqueue_deliveries(conn: Connection, post_seq: int, accounts: Sequence[Account], *, now: float) -> None:
+def enqueue_deliveries(conn: Connection, post_seq: int, accounts: Sequence[Account], *, now: float,
+                       generation: int = 0) -> None:
     """One delivery per account, each with its own record key, and the post's job."""
     for position, account in enumerate(accounts):
         assert account.id is not None
         for _ in range(5):
             # a TID names one record of the account: a clash with another delivery gets a new one
             if q.insert_delivery(conn, post_seq=post_seq, account_id=account.id, handle=account.handle,
-                                 did=account.did, position=position, rkey=new_tid(), now=now) is not None:
+                                 did=account.did, position=position, rkey=new_tid(), now=now,
+                                 generation=generation) is not None:
                 break
         else:
             raise RuntimeError(f"no free record key for @{account.handle}")
+    if generation and q.wake_post_job(conn, post_seq, now=now):
+        return  # a repost: the post's job runs again
     q.insert_job(conn, kind=SYNDICATE_JOB, args={"post_seq": post_seq}, run_at=now, now=now, post_seq=post_seq)
 
 
@@ -226,6 +254,60 @@ def requeue_post(conn: Connection, post_seq: int, now: float, *, reset_status: b
         return  # its worker re-reads the deliveries when it reschedules
     else:
         q.schedule_job_at(conn, job["id"], now, now)
+
+
+def request_delete(conn: Connection, post_row: Mapping[str, Any], *, now: float) -> bool:
+    """Remove a post from Bluesky, in the caller's transaction; False when it was requested
+    already (nothing more to do).
+
+    Row locks in the pipeline's order — deliveries, then the job, then the post — so that a
+    worker finishing an attempt of this post either has finished before (its record is then
+    deleted) or sees the delete (its create then waits for nothing: the delete follows it)."""
+    seq = post_row["seq"]
+    q.turn_deliveries_to_delete(conn, seq, now=now)
+    rows = q.deliveries_for_posts(conn, [seq])
+    to_delete = [r for r in rows if r["intent"] == Intent.DELETE.value
+                 and not DeliveryStatus(r["status"]).finished]
+    if to_delete:
+        if not q.wake_post_job(conn, seq, now=now):
+            q.insert_job(conn, kind=SYNDICATE_JOB, args={"post_seq": seq}, run_at=now, now=now, post_seq=seq)
+    if not q.request_delete(conn, seq, now=now):
+        return False
+    post_id = post_row["post_id"]
+    handles = ", ".join("@" + r["handle"] for r in to_delete)
+    q.add_event(conn, ts=now, kind="delete_requested", post_id=post_id,
+                message="delete requested" + (f": removing the record from {handles}" if to_delete
+                                              else ": nothing was published"))
+    for r in rows:
+        if r["status"] == DeliveryStatus.CANCELLED.value:
+            q.add_event(conn, ts=now, kind="delivery_cancelled", post_id=post_id, account=r["handle"],
+                        message=f"@{r['handle']}: cancelled before it reached Bluesky; never sent")
+    if not to_delete:
+        q.set_post_status(conn, seq, PostStatus.DELETED.value, None, now)
+        q.add_event(conn, ts=now, kind="post_deleted", post_id=post_id,
+                    message="removed from Bluesky on every account")
+    return True
+
+
+def repost(conn: Connection, post_row: Mapping[str, Any], *, now: float) -> bool:
+    """Publish a deleted post again as new records (new record keys), in the caller's
+    transaction; False unless the post is deleted. Its old deliveries are kept as history."""
+    if post_state(conn, post_row, paused=False).status is not PostStatus.DELETED:
+        return False
+    generation = q.start_new_generation(conn, post_row["seq"], now=now)
+    if generation is None:  # another repost won
+        return False
+    post = parse_post_document(post_row["document"], allow_extra=True)
+    selection = select_accounts(post, [account_from_row(r) for r in q.list_accounts(conn)])
+    why = guard_reason(post, cutoff=None, post_types=("post",)) or selection.reason
+    if why or not selection.accounts:
+        raise ValidationError({"post": f"cannot repost: {why}"})
+    enqueue_deliveries(conn, post_row["seq"], selection.accounts, now=now, generation=generation)
+    handles = ", ".join("@" + a.handle for a in selection.accounts)
+    q.add_event(conn, ts=now, kind="repost", post_id=post_row["post_id"],
+                message=f"reposted as new records (likes and replies of the deleted ones stay lost): "
+                        f"queued for {handles}")
+    return True
 
 
 def transient_skip(post: Post, reason: str) -> PostState:

@@ -26,6 +26,8 @@ from atproto_client.request import Request
 from skypost.resilience import TOKEN_ERRORS
 
 POST_COLLECTION = "app.bsky.feed.post"
+# records that share a post's record key and go with it: who may reply, who may quote
+GATE_COLLECTIONS = ("app.bsky.feed.threadgate", "app.bsky.feed.postgate")
 T = TypeVar("T")
 
 
@@ -204,6 +206,25 @@ class BlueskyClient:
             return Created(content["uri"], content["cid"])
 
         return self._call("com.atproto.repo.createRecord", call)
+
+    def delete_post(self, rkey: str) -> None:
+        """Remove the post and any gate with its record key.
+
+        One deleteRecord per collection, not one applyWrites: the PDS answers 200 to a
+        deleteRecord of a record that does not exist (what a retry after a lost answer
+        meets), but fails a whole applyWrites with 500 when one of its deletes finds nothing.
+        The post goes first: what people see disappears even if a gate's delete fails."""
+        for collection in (POST_COLLECTION, *GATE_COLLECTIONS):
+            self._delete_record(collection, rkey)
+
+    def _delete_record(self, collection: str, rkey: str) -> None:
+        def call() -> None:
+            body = {"repo": self.did, "collection": collection, "rkey": rkey}
+            self._client.invoke_procedure(
+                "com.atproto.repo.deleteRecord", content=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json"})
+
+        self._call("com.atproto.repo.deleteRecord", call)
 
     def get_post(self, rkey: str) -> Created | None:
         """The record this rkey names, if an earlier attempt created it."""

@@ -198,15 +198,20 @@ def insert_post_if_absent(conn: Conn, *, post_id: str, document: Mapping[str, An
 
 
 def insert_delivery(conn: Conn, *, post_seq: int, account_id: int, handle: str, did: str,
-                    position: int, rkey: str, now: float) -> int | None:
+                    position: int, rkey: str, now: float, generation: int = 0) -> int | None:
     """A pending delivery; None when the account already has a record key `rkey` (a TID clash)."""
     return conn.scalar(
         "INSERT INTO deliveries (post_seq, account_id, handle, did, position, status, attempts, tried, "
-        "rkey, created_at, updated_at) VALUES (:post_seq, :account_id, :handle, :did, :position, "
-        "'pending', 0, :false, :rkey, :now, :now) ON CONFLICT (account_id, rkey) DO NOTHING RETURNING id",
+        "rkey, intent, generation, created_at, updated_at) VALUES (:post_seq, :account_id, :handle, :did, "
+        ":position, 'pending', 0, :false, :rkey, 'publish', :generation, :now, :now) "
+        "ON CONFLICT (account_id, rkey) DO NOTHING RETURNING id",
         {"post_seq": post_seq, "account_id": account_id, "handle": handle, "did": did,
-         "position": position, "rkey": rkey, "now": now, "false": False},
+         "position": position, "rkey": rkey, "now": now, "false": False, "generation": generation},
     )
+
+
+# a post's own deliveries: those of its current generation (a repost starts a new one)
+_CURRENT = "generation = (SELECT p.generation FROM posts p WHERE p.seq = deliveries.post_seq)"
 
 
 def deliveries_for_posts(conn: Conn, seqs: Iterable[int]) -> list[Row]:
@@ -214,22 +219,36 @@ def deliveries_for_posts(conn: Conn, seqs: Iterable[int]) -> list[Row]:
     placeholders = in_list("s", seqs, params)
     if not params:
         return []
-    return conn.all(f"SELECT * FROM deliveries WHERE post_seq IN {placeholders} ORDER BY post_seq, position", params)
+    return conn.all(f"SELECT * FROM deliveries WHERE post_seq IN {placeholders} AND {_CURRENT} "
+                    "ORDER BY post_seq, position", params)
 
 
 def deliveries_of_post(conn: Conn, post_seq: int) -> list[DeliveryRow]:
     return [DeliveryRow.from_row(r) for r in conn.all(
-        "SELECT * FROM deliveries WHERE post_seq = :s ORDER BY position", {"s": post_seq})]
+        f"SELECT * FROM deliveries WHERE post_seq = :s AND {_CURRENT} ORDER BY position", {"s": post_seq})]
+
+
+def delivery_row(conn: Conn, delivery_id: int) -> DeliveryRow | None:
+    """One delivery as it is now (a delete may have changed it since the job read it)."""
+    row = conn.one("SELECT * FROM deliveries WHERE id = :id", {"id": delivery_id})
+    return DeliveryRow.from_row(row) if row else None
 
 
 def delivery_by_id(conn: Conn, delivery_id: int) -> Row | None:
     return conn.one("SELECT * FROM deliveries WHERE id = :id", {"id": delivery_id})
 
 
-def start_attempt(conn: Conn, delivery_id: int, now: float) -> None:
-    """Count an attempt before it may reach the PDS: a later one checks for its record first."""
+def start_attempt(conn: Conn, delivery_id: int, now: float, *, intent: str = "publish") -> bool:
+    """Count an attempt before it may reach the PDS: a later one checks for its record first.
+
+    False when the delivery no longer has this intent or is finished (a delete was requested
+    since it was read): then nothing may be sent. One statement, so a delete request and an
+    attempt's start are ordered by the row: either the attempt is counted first (and the
+    delete will remove what it may create), or it does not start."""
     conn.execute("UPDATE deliveries SET attempts = attempts + 1, tried = :true, updated_at = :now "
-                 "WHERE id = :id", {"id": delivery_id, "now": now, "true": True})
+                 f"WHERE id = :id AND intent = :intent AND status NOT IN {_FINISHED}",
+                 {"id": delivery_id, "now": now, "true": True, "intent": intent})
+    return conn.rowcount == 1
 
 
 def unspend_attempt(conn: Conn, delivery_id: int, now: float) -> None:
@@ -238,34 +257,95 @@ def unspend_attempt(conn: Conn, delivery_id: int, now: float) -> None:
                  "WHERE id = :id AND attempts > 0", {"id": delivery_id, "now": now})
 
 
-def complete_delivery(conn: Conn, delivery_id: int, *, uri: str, cid: str, url: str, now: float) -> None:
+def complete_delivery(conn: Conn, delivery_id: int, *, uri: str, cid: str, url: str, now: float) -> bool:
+    """The record was created. If a delete was requested meanwhile the delivery stays
+    unfinished and due (its record is to be removed); False then."""
     conn.execute(
-        "UPDATE deliveries SET status = 'completed', uri = :uri, cid = :cid, url = :url, error = NULL, "
-        "failure_kind = NULL, next_attempt_at = NULL, updated_at = :now, completed_at = :now "
+        "UPDATE deliveries SET status = CASE WHEN intent = 'delete' THEN 'pending' ELSE 'completed' END, "
+        "uri = :uri, cid = :cid, url = :url, error = NULL, failure_kind = NULL, "
+        "next_attempt_at = CASE WHEN intent = 'delete' THEN :now ELSE NULL END, updated_at = :now, "
+        "completed_at = CASE WHEN intent = 'delete' THEN NULL ELSE :now END "
         "WHERE id = :id", {"id": delivery_id, "uri": uri, "cid": cid, "url": url, "now": now})
+    return conn.scalar("SELECT intent FROM deliveries WHERE id = :id", {"id": delivery_id}) != "delete"
 
 
-def fail_delivery(conn: Conn, delivery_id: int, *, kind: str, error: str, now: float) -> None:
+def mark_deleted(conn: Conn, delivery_id: int, *, now: float) -> None:
+    """Its record (and gates) are gone from the PDS, or never existed."""
+    conn.execute(
+        "UPDATE deliveries SET status = 'deleted', error = NULL, failure_kind = NULL, next_attempt_at = NULL, "
+        "updated_at = :now, completed_at = :now WHERE id = :id AND intent = 'delete'",
+        {"id": delivery_id, "now": now})
+
+
+def _same_intent(intent: str | None, params: dict[str, Any]) -> str:
+    """A write of an attempt's outcome applies only while the delivery still has the attempt's
+    intent: a delete requested meanwhile has already made it due for the delete."""
+    if intent is None:
+        return ""
+    params["intent"] = intent
+    return " AND intent = :intent"
+
+
+def fail_delivery(conn: Conn, delivery_id: int, *, kind: str, error: str, now: float,
+                  intent: str | None = None) -> None:
+    params: dict[str, Any] = {"id": delivery_id, "kind": kind, "error": error, "now": now}
     conn.execute(
         "UPDATE deliveries SET status = 'failed', failure_kind = :kind, error = :error, "
-        "next_attempt_at = NULL, updated_at = :now, completed_at = :now WHERE id = :id",
-        {"id": delivery_id, "kind": kind, "error": error, "now": now})
+        "next_attempt_at = NULL, updated_at = :now, completed_at = :now WHERE id = :id"
+        + _same_intent(intent, params), params)
 
 
-def park_delivery(conn: Conn, delivery_id: int, *, status: str, kind: str, error: str, now: float) -> None:
+def park_delivery(conn: Conn, delivery_id: int, *, status: str, kind: str, error: str, now: float,
+                  intent: str | None = None) -> None:
     """Unfinished, but left alone until a person acts (a new app password)."""
+    params: dict[str, Any] = {"id": delivery_id, "status": status, "kind": kind, "error": error, "now": now}
     conn.execute(
         "UPDATE deliveries SET status = :status, failure_kind = :kind, error = :error, "
-        "next_attempt_at = NULL, updated_at = :now, completed_at = NULL WHERE id = :id",
-        {"id": delivery_id, "status": status, "kind": kind, "error": error, "now": now})
+        "next_attempt_at = NULL, updated_at = :now, completed_at = NULL WHERE id = :id"
+        + _same_intent(intent, params), params)
 
 
 def schedule_delivery(conn: Conn, delivery_id: int, *, status: str, next_attempt_at: float | None,
-                      error: str | None, now: float) -> None:
+                      error: str | None, now: float, intent: str | None = None) -> None:
+    params: dict[str, Any] = {"id": delivery_id, "status": status, "at": next_attempt_at, "error": error,
+                              "now": now}
     conn.execute(
         "UPDATE deliveries SET status = :status, next_attempt_at = :at, error = :error, updated_at = :now "
-        "WHERE id = :id", {"id": delivery_id, "status": status, "at": next_attempt_at, "error": error,
-                           "now": now})
+        "WHERE id = :id" + _same_intent(intent, params), params)
+
+
+# --- deleting and reposting ------------------------------------------------------------
+
+def request_delete(conn: Conn, post_seq: int, *, now: float) -> bool:
+    """Mark the post deleted-on-request; False when it already was (a second delete is a no-op)."""
+    conn.execute("UPDATE posts SET delete_requested_at = :now, status = 'deleting', updated_at = :now "
+                 "WHERE seq = :s AND delete_requested_at IS NULL", {"s": post_seq, "now": now})
+    return conn.rowcount == 1
+
+
+def turn_deliveries_to_delete(conn: Conn, post_seq: int, *, now: float) -> None:
+    """In one statement per post: a delivery that may have reached the PDS (tried) is to be
+    deleted, from its first attempt; one that never did is cancelled and never sent. An
+    attempt in flight has `tried` set in its own committed gate (start_attempt), so it is
+    never cancelled: its record is deleted once the attempt ends."""
+    conn.execute(
+        "UPDATE deliveries SET intent = 'delete', "
+        "status = CASE WHEN tried THEN (CASE WHEN status IN ('needs_reauth') THEN status ELSE 'pending' END) "
+        "ELSE 'cancelled' END, "
+        "attempts = CASE WHEN tried THEN 0 ELSE attempts END, "
+        "next_attempt_at = NULL, error = NULL, failure_kind = NULL, updated_at = :now, "
+        "completed_at = CASE WHEN tried THEN NULL ELSE :now END "
+        f"WHERE post_seq = :s AND {_CURRENT} AND intent = 'publish'",
+        {"s": post_seq, "now": now})
+
+
+def start_new_generation(conn: Conn, post_seq: int, *, now: float) -> int | None:
+    """A deleted post becomes pending again with a new generation of deliveries (a repost);
+    None unless it was deleted. The old deliveries and their record keys are kept."""
+    return conn.scalar(
+        "UPDATE posts SET generation = generation + 1, delete_requested_at = NULL, status = 'pending', "
+        "reason = NULL, updated_at = :now WHERE seq = :s AND delete_requested_at IS NOT NULL "
+        "RETURNING generation", {"s": post_seq, "now": now})
 
 
 def reset_delivery(conn: Conn, delivery_id: int, now: float) -> None:
@@ -339,9 +419,10 @@ def deliveries_stopped(conn: Conn, account_id: int, *, status: str, kind: str,
 
 def earlier_unfinished_delivery(conn: Conn, account_id: int, post_seq: int) -> DeliveryRow | None:
     """The oldest delivery to the same account from an earlier post that a worker still has to do."""
+    # a delete waits for nobody, and nobody waits for it
     row = conn.one(
         f"SELECT * FROM deliveries WHERE account_id = :a AND post_seq < :s AND status NOT IN {_IDLE} "
-        "ORDER BY post_seq LIMIT 1",
+        "AND intent = 'publish' ORDER BY post_seq LIMIT 1",
         {"a": account_id, "s": post_seq},
     )
     return DeliveryRow.from_row(row) if row else None
@@ -385,6 +466,27 @@ def insert_recurring_job(conn: Conn, *, kind: str, run_at: float, now: float) ->
         "VALUES (:kind, '{}', 'todo', :run_at, 0, :now, :now) ON CONFLICT DO NOTHING",
         {"kind": kind, "run_at": run_at, "now": now})
     return conn.rowcount == 1
+
+
+def wake_post_job(conn: Conn, post_seq: int, *, now: float) -> bool:
+    """Make the post's syndication job due now, whatever its state, in one statement: a
+    finished one runs again, a running one comes back at once when its worker reschedules
+    it (run_at moved past its claim). On PostgreSQL the statement waits for a worker that is
+    finishing the job (it locks the job row first) and then sees the job as that worker left
+    it. False when the post has no job (pruned)."""
+    conn.execute(
+        "UPDATE jobs SET status = CASE WHEN status = 'doing' THEN status ELSE 'todo' END, run_at = :now, "
+        "updated_at = :now WHERE post_seq = :s AND kind = 'syndicate'", {"s": post_seq, "now": now})
+    woken = conn.rowcount > 0
+    if woken:
+        notify_jobs(conn)
+    return woken
+
+
+def lock_job(conn: Conn, job_id: int) -> None:
+    """Hold the job row to the end of the transaction (PostgreSQL; SQLite writers are serial)."""
+    if conn.is_postgres:
+        conn.execute("SELECT id FROM jobs WHERE id = :id FOR UPDATE", {"id": job_id})
 
 
 def job_for_post(conn: Conn, post_seq: int, kind: str = "syndicate") -> Row | None:

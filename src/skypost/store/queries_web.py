@@ -92,11 +92,13 @@ def delete_expired_web_sessions(conn: Conn, *, now: float) -> None:
 
 # --- webhooks ----------------------------------------------------------------------
 
-def insert_hook(conn: Conn, *, name: str, kind: str, secret_enc: str, accounts: Sequence[str], now: float) -> None:
+def insert_hook(conn: Conn, *, name: str, kind: str, secret_enc: str, accounts: Sequence[str], now: float,
+                on_unpublish: str = "keep") -> None:
     conn.execute(
-        "INSERT INTO hooks (name, kind, secret_enc, accounts, created_at) "
-        "VALUES (:name, :kind, :secret, :accounts, :now)",
-        {"name": name, "kind": kind, "secret": secret_enc, "accounts": encode_json(list(accounts)), "now": now},
+        "INSERT INTO hooks (name, kind, secret_enc, accounts, created_at, on_unpublish) "
+        "VALUES (:name, :kind, :secret_enc, :accounts, :now, :on_unpublish)",
+        {"name": name, "kind": kind, "secret_enc": secret_enc, "accounts": encode_json(list(accounts)),
+         "now": now, "on_unpublish": on_unpublish},
     )
 
 
@@ -105,7 +107,7 @@ def hook_by_name(conn: Conn, name: str) -> Row | None:
 
 
 def list_hooks(conn: Conn) -> list[Row]:
-    return conn.all("SELECT name, kind, accounts, created_at FROM hooks ORDER BY name")
+    return conn.all("SELECT name, kind, accounts, created_at, on_unpublish FROM hooks ORDER BY name")
 
 
 def delete_hook(conn: Conn, name: str) -> bool:

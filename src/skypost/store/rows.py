@@ -49,6 +49,8 @@ class DeliveryRow:
     error: str | None
     failure_kind: str | None
     completed_at: float | None
+    intent: str = "publish"  # publish: create the record; delete: remove it
+    generation: int = 0
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "DeliveryRow":
@@ -57,7 +59,8 @@ class DeliveryRow:
                    status=str(row["status"]), attempts=int(row["attempts"]), tried=bool(row["tried"]),
                    next_attempt_at=row["next_attempt_at"], rkey=str(row["rkey"]), uri=row["uri"],
                    cid=row["cid"], url=row["url"], error=row["error"],
-                   failure_kind=row.get("failure_kind"), completed_at=row["completed_at"])
+                   failure_kind=row.get("failure_kind"), completed_at=row["completed_at"],
+                   intent=str(row.get("intent") or "publish"), generation=int(row.get("generation") or 0))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -48,6 +48,10 @@ posts = sa.Table(
     sa.Column("source", sa.String(64), nullable=False, default="api"),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    # set once, when a delete is requested: the id is never syndicated again (a repost clears it)
+    sa.Column("delete_requested_at", sa.Float, nullable=True),
+    # which deliveries are the post's own: a repost starts a new generation with new record keys
+    sa.Column("generation", sa.Integer, nullable=False, server_default=sa.text("0")),
     sa.Index("ix_posts_status_seq", "status", "seq"),
 )
 
@@ -77,7 +81,10 @@ deliveries = sa.Table(
     sa.Column("completed_at", sa.Float, nullable=True),
     # why a delivery stopped (transient_exhausted, auth, permanent, removed): what recovery queries
     sa.Column("failure_kind", sa.String(32), nullable=True),
-    sa.UniqueConstraint("post_seq", "account_id", name="uq_deliveries_post_account"),
+    # publish: attempts create the record; delete: they remove it (and its gates)
+    sa.Column("intent", sa.String(16), nullable=False, server_default=sa.text("'publish'")),
+    sa.Column("generation", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.UniqueConstraint("post_seq", "account_id", "generation", name="uq_deliveries_post_account"),
     # a record key names one record of an account: two deliveries never share it
     sa.Index("uq_deliveries_account_rkey", "account_id", "rkey", unique=True),
     sa.Index("ix_deliveries_account_status_seq", "account_id", "status", "post_seq"),
@@ -203,6 +210,8 @@ hooks = sa.Table(
     sa.Column("secret_enc", sa.Text, nullable=False),
     sa.Column("accounts", sa.JSON, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
+    # what Ghost's post.unpublished does: keep the Bluesky post, or delete it
+    sa.Column("on_unpublish", sa.String(16), nullable=False, server_default=sa.text("'keep'")),
 )
 
 # --- feeds --------------------------------------------------------------------------

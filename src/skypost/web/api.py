@@ -135,23 +135,33 @@ def routes(skypost: Skypost, offload: Offload) -> list[BaseRoute]:
 
     async def retry_post(request: Request) -> Response:
         account = None
+        repost = False
         try:
             if (await request.body()).strip():
                 body = await read_json(request)
                 if not isinstance(body, Mapping):
                     raise ValidationError({"body": "must be a JSON object, e.g. {\"account\": \"alice.bsky.social\"}"})
-                unknown = [k for k in body if k != "account"]
+                unknown = [k for k in body if k not in ("account", "repost")]
                 if unknown:
                     raise ValidationError({unknown[0]: "unknown field"})
                 account = body.get("account")
                 if account is not None and not isinstance(account, str):
                     raise ValidationError({"account": "must be a string"})
-            status = await offload(skypost.retry, request.path_params["post_id"], account or None)
+                repost = body.get("repost", False)
+                if not isinstance(repost, bool):
+                    raise ValidationError({"repost": "must be true or false"})
+            status = await offload(skypost.retry, request.path_params["post_id"], account or None, repost=repost)
         except ValidationError as exc:
             return field_errors(exc.errors)
         if status is None:
             return json_error(404, "no post with this id")
         return JSONResponse(status)
+
+    async def delete_post(request: Request) -> Response:
+        status = await offload(skypost.delete, request.path_params["post_id"])
+        if status is None:
+            return json_error(404, "no post with this id")
+        return JSONResponse(status, status_code=202)
 
     async def pause(request: Request) -> Response:
         await offload(skypost.pause)
@@ -243,6 +253,7 @@ def routes(skypost: Skypost, offload: Offload) -> list[BaseRoute]:
         # ids may contain "/" (sent as %2F): the retry route is matched first
         Route("/posts/{post_id:path}/retry", retry_post, methods=["POST"]),
         Route("/posts/{post_id:path}", get_post, methods=["GET"]),
+        Route("/posts/{post_id:path}", delete_post, methods=["DELETE"]),
         Route("/pause", pause, methods=["POST"]),
         Route("/resume", resume, methods=["POST"]),
         Route("/accounts", list_accounts, methods=["GET"]),

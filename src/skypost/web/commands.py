@@ -111,16 +111,20 @@ def hook() -> None:
 @click.option("--kind", type=click.Choice(["generic", "ghost", "wordpress"]), default="generic",
               show_default=True, help="The payload: a post document, Ghost's or WordPress's.")
 @click.option("--account", multiple=True, help="Send this hook's posts to this account only (repeatable).")
+@click.option("--on-unpublish", type=click.Choice(["keep", "delete"]), default="keep", show_default=True,
+              help="A post taken back to draft on the site (Ghost post.unpublished): keep or delete "
+                   "its Bluesky post.")
 @pass_ctx
 @guarded
-def hook_add(ctx: Ctx, name: str, kind: str, account: tuple[str, ...]) -> None:
+def hook_add(ctx: Ctx, name: str, kind: str, account: tuple[str, ...], on_unpublish: str) -> None:
     """Add a hook; its signing secret is printed once.
 
     The secret is printed alone on standard output."""
     from skypost.web import hooks
 
     app = ctx.app()
-    secret = hooks.add_hook(app.db, app.cipher(), name=name, kind=kind, accounts=account, now=app.clock())
+    secret = hooks.add_hook(app.db, app.cipher(), name=name, kind=kind, accounts=account, now=app.clock(),
+                            on_unpublish=on_unpublish)
     click.echo(secret)
     how = ("in Ghost: Settings → Integrations → a custom integration → webhook \"Post published\", with this secret"
            if kind == "ghost" else
@@ -144,7 +148,8 @@ def hook_list(ctx: Ctx, as_json: bool) -> None:
         click.echo("no hooks yet: skypost hook add NAME --kind generic|ghost|wordpress")
     for h in rows:
         accounts = ", ".join("@" + a for a in h["accounts"]) or "default accounts"
-        click.echo(f"{h['name']}  {h['kind']}  {h['path']}  {accounts}  created {h['created_at']}")
+        click.echo(f"{h['name']}  {h['kind']}  {h['path']}  {accounts}  on unpublish: {h['on_unpublish']}  "
+                   f"created {h['created_at']}")
 
 
 @hook.command("remove")

@@ -34,9 +34,9 @@ PAGE_SIZE = 25
 STATUSES = [s.value for s in PostStatus]
 # the statuses a post is stored with ("paused" is computed when shown, never stored)
 FILTERS = [s for s in STATUSES if s != "paused"]
-UNFINISHED = frozenset({"pending", "retrying", "rate_limited", "circuit_open", "paused"})
+UNFINISHED = frozenset({"pending", "retrying", "rate_limited", "circuit_open", "paused", "deleting"})
 # statuses with a Retry button; a skipped post is judged again against today's accounts
-RETRYABLE = frozenset({"failed", "partial", "retrying", "skipped"})
+RETRYABLE = frozenset({"failed", "partial", "retrying", "skipped", "delete_failed"})
 HEADLINES = {
     "pending": "Syndicating to Bluesky…",
     "retrying": "Retrying: the last attempt failed, another one is scheduled",
@@ -47,7 +47,12 @@ HEADLINES = {
     "partial": "Published to some accounts only",
     "failed": "Not published",
     "skipped": "Not syndicated",
+    "deleting": "Removing from Bluesky…",
+    "deleted": "Removed from Bluesky",
+    "delete_failed": "The delete failed",
 }
+# a post that can still be removed from Bluesky (a second delete would change nothing)
+UNDELETABLE = frozenset({"deleting", "deleted"})
 
 
 def _when(value: Any) -> str:
@@ -92,7 +97,7 @@ def make_templates() -> Jinja2Templates:
     env.filters["q"] = lambda value: quote(str(value), safe="")
     env.filters["linkify"] = linkify
     env.globals.update(UNFINISHED=UNFINISHED, HEADLINES=HEADLINES, FILTERS=FILTERS,
-                       RETRYABLE=RETRYABLE, DEFAULT_SERVICE=DEFAULT_SERVICE)
+                       RETRYABLE=RETRYABLE, UNDELETABLE=UNDELETABLE, DEFAULT_SERVICE=DEFAULT_SERVICE)
     return Jinja2Templates(env=env)
 
 
@@ -262,6 +267,31 @@ def routes(skypost: Skypost, offload: Offload, templates: Jinja2Templates, *,
             session.flash(request, "Retry queued.")
         return RedirectResponse(f"/posts/{quote(post_id, safe='')}", status_code=303)
 
+    async def confirm_delete(request: Request) -> Response:
+        """The confirmation step of Delete (a page, so that it needs no JavaScript)."""
+        user = await current_user(request)
+        if isinstance(user, Response):
+            return user
+        data = await offload(post_data, request.path_params["post_id"])
+        if data is None:
+            return render(request, "error.html", {"title": "Not found", "message": "There is no post with this id."},
+                          user=user, status_code=404)
+        return render(request, "delete.html", {**data, "title": "Delete from Bluesky?"}, user=user,
+                      paused=data["paused"])
+
+    async def delete(request: Request) -> Response:
+        form = await logged_in_form(request)
+        if isinstance(form, Response):
+            return form
+        post_id = request.path_params["post_id"]
+        status = await offload(skypost.delete, post_id)
+        if status is None:
+            return render(request, "error.html", {"title": "Not found", "message": "There is no post with this id."},
+                          user=None, status_code=404)
+        session.flash(request, "Removed from Bluesky." if status["status"] == "deleted"
+                      else "Delete queued: the post is being removed from Bluesky.")
+        return RedirectResponse(f"/posts/{quote(post_id, safe='')}", status_code=303)
+
     def set_paused(paused: bool) -> None:
         skypost.pause() if paused else skypost.resume()
 
@@ -373,5 +403,7 @@ def routes(skypost: Skypost, offload: Offload, templates: Jinja2Templates, *,
         # ids may contain "/": the longer routes are matched first
         Route("/posts/{post_id:path}/status", post_status, methods=["GET"]),
         Route("/posts/{post_id:path}/retry", retry, methods=["POST"]),
+        Route("/posts/{post_id:path}/delete", confirm_delete, methods=["GET"]),
+        Route("/posts/{post_id:path}/delete", delete, methods=["POST"]),
         Route("/posts/{post_id:path}", post_page, methods=["GET"]),
     ]

@@ -33,6 +33,8 @@ from skypost.store import queries_web as qw
 from skypost.store.db import Database
 
 KINDS = ("generic", "ghost", "wordpress")
+# what a post taken off the site (Ghost's post.unpublished) does to its Bluesky post
+ON_UNPUBLISH = ("keep", "delete")
 # short enough that "hook:<name>" fits the posts.source column (64)
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
 SIGNATURE_HEADER = "x-skypost-signature"
@@ -51,6 +53,7 @@ class Hook:
     kind: str
     accounts: tuple[str, ...]
     secret: str = field(repr=False)
+    on_unpublish: str = "keep"
 
 
 def check_name(name: str) -> str:
@@ -61,11 +64,13 @@ def check_name(name: str) -> str:
 
 
 def add_hook(db: Database, cipher: Cipher, *, name: str, kind: str, accounts: Sequence[str] = (),
-             now: float) -> str:
+             now: float, on_unpublish: str = "keep") -> str:
     """Register a hook; returns its new secret (not retrievable later)."""
     check_name(name)
     if kind not in KINDS:
         raise ValidationError({"kind": f"{kind!r} is not one of {', '.join(KINDS)}"})
+    if on_unpublish not in ON_UNPUBLISH:
+        raise ValidationError({"on_unpublish": f"{on_unpublish!r} is not one of {', '.join(ON_UNPUBLISH)}"})
     handles = list(dict.fromkeys(normalize_handle(h) for h in accounts))
     secret = secrets.token_hex(32)
     with db.transaction() as conn:
@@ -74,7 +79,8 @@ def add_hook(db: Database, cipher: Cipher, *, name: str, kind: str, accounts: Se
                 raise ValidationError({"account": f"no account @{handle} (see `skypost account list`)"})
         if qw.hook_by_name(conn, name) is not None:
             raise ValidationError({"name": f"a hook named {name!r} exists (remove it first to change its secret)"})
-        qw.insert_hook(conn, name=name, kind=kind, secret_enc=cipher.encrypt(secret), accounts=handles, now=now)
+        qw.insert_hook(conn, name=name, kind=kind, secret_enc=cipher.encrypt(secret), accounts=handles, now=now,
+                       on_unpublish=on_unpublish)
         q.add_event(conn, ts=now, kind="hook_added", message=f"webhook {name!r} ({kind}) added")
     return secret
 
@@ -85,7 +91,7 @@ def list_hooks(db: Database) -> list[dict[str, Any]]:
     with db.connect() as conn:
         rows = qw.list_hooks(conn)
     return [{"name": r["name"], "kind": r["kind"], "accounts": list(r["accounts"] or []), "path": f"/hooks/{r['name']}",
-             "created_at": iso_ts(r["created_at"])} for r in rows]
+             "created_at": iso_ts(r["created_at"]), "on_unpublish": r["on_unpublish"]} for r in rows]
 
 
 def remove_hook(db: Database, name: str, *, now: float) -> None:
@@ -104,7 +110,8 @@ def load_hook(db: Database, cipher: Cipher, name: str) -> Hook | None:
         row = qw.hook_by_name(conn, name)
     if row is None:
         return None
-    return Hook(row["name"], row["kind"], tuple(row["accounts"] or ()), cipher.decrypt(row["secret_enc"]))
+    return Hook(row["name"], row["kind"], tuple(row["accounts"] or ()), cipher.decrypt(row["secret_enc"]),
+                row["on_unpublish"])
 
 
 # --- signatures -------------------------------------------------------------------------

@@ -145,13 +145,19 @@ PATHS: dict[str, Any] = {
     "/api/v1/posts/{post_id}": {
         "get": _op("The status of a post", {"200": _json(_ref("PostStatus"), "Its status"), "404": _ERROR},
                    parameters=[_POST_ID]),
+        "delete": _op("Remove a post from Bluesky on every account (a worker does it; a second call "
+                      "changes nothing); the id is never syndicated again", {
+                          "202": _json(_ref("PostStatus"), "Accepted: its status (deleting or deleted)"),
+                          "404": _ERROR}, parameters=[_POST_ID]),
     },
     "/api/v1/posts/{post_id}/retry": {
         "post": _op("Queue the failed deliveries of a post again", {
             "200": _json(_ref("PostStatus"), "Its status"), "404": _ERROR, "422": _INVALID, "413": _TOO_LARGE,
         }, parameters=[_POST_ID], requestBody={"required": False, "content": {"application/json": {"schema": {
             "type": "object", "additionalProperties": False,
-            "properties": {"account": {"type": "string", "description": "Only this account's delivery"}}}}}}),
+            "properties": {"account": {"type": "string", "description": "Only this account's delivery"},
+                           "repost": {"type": "boolean", "description": "Publish a deleted post again, as new "
+                                                                        "records (likes and replies are lost)"}}}}}}),
     },
     "/api/v1/pause": {"post": _op("Hold all syndication (nothing is dropped)", {
         "200": _json({"type": "object", "properties": {"paused": {"type": "boolean"}}}, "Paused")})},

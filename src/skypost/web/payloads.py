@@ -29,6 +29,44 @@ class Ignored(Exception):
         super().__init__(reason)
 
 
+def deleted_id(kind: str, payload: Any, *, on_unpublish: str = "keep") -> str | None:
+    """The id of the post a payload takes off the site, when it asks for its removal from
+    Bluesky; None for a payload that publishes (or is ignored). Raises Ignored for an
+    unpublish that this hook keeps.
+
+    - ghost: `post.deleted` sends `{"post": {"current": {}, "previous": {...the post}}}`;
+      `post.unpublished` sends the post (now a draft) with `previous.status` "published".
+    - wordpress: the REST object of a post moved to the trash has `status` "trash".
+    - generic: `{"id": ..., "deleted": true}`.
+    """
+    if not isinstance(payload, Mapping):
+        return None
+    if kind == "ghost":
+        post = payload.get("post")
+        if not isinstance(post, Mapping):
+            return None
+        current, previous = post.get("current"), post.get("previous")
+        if not current and isinstance(previous, Mapping) and previous.get("id") is not None:
+            return "ghost:" + _identifier(previous.get("id"), "post.previous.id")
+        if (isinstance(current, Mapping) and isinstance(previous, Mapping)
+                and previous.get("status") == "published" and current.get("status") not in (None, "published")):
+            if on_unpublish != "delete":
+                raise Ignored("the Ghost post was unpublished; this hook keeps its Bluesky post "
+                              "(skypost hook add --on-unpublish delete)")
+            return "ghost:" + _identifier(current.get("id"), "post.current.id")
+        return None
+    if kind == "wordpress":
+        if payload.get("status") == "trash":
+            return "wordpress:" + _identifier(payload.get("id"), "id")
+        return None
+    if kind == "generic" and "deleted" in payload:
+        if payload["deleted"] is not True and payload["deleted"] is not False:
+            raise ValidationError({"deleted": "must be true or false"})
+        if payload["deleted"]:
+            return _identifier(payload.get("id"), "id")
+    return None
+
+
 def to_document(kind: str, payload: Any, *, accounts: tuple[str, ...] = ()) -> dict[str, Any]:
     """The post document for a payload of this kind; the hook's accounts apply when it names none."""
     if kind == "ghost":
@@ -38,7 +76,7 @@ def to_document(kind: str, payload: Any, *, accounts: tuple[str, ...] = ()) -> d
     elif kind == "generic":
         if not isinstance(payload, Mapping):
             raise ValidationError({"body": "must be a JSON object (a post document)"})
-        doc = dict(payload)
+        doc = {k: v for k, v in payload.items() if not (k == "deleted" and v is False)}
     else:  # pragma: no cover - kinds are checked when a hook is added
         raise ValueError(f"unknown hook kind {kind!r}")
     if accounts and not doc.get("accounts"):

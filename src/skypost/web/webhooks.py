@@ -38,6 +38,12 @@ def routes(skypost: Skypost, offload: Offload) -> list[BaseRoute]:
                 payload = json.loads(body)
             except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, huge numbers, deep nesting
                 raise ValidationError({"body": f"is not valid JSON ({type(exc).__name__}: {str(exc)[:200]})"}) from None
+            gone = payloads.deleted_id(hook.kind, payload, on_unpublish=hook.on_unpublish)
+            if gone is not None:
+                status = await offload(skypost.delete, gone)
+                if status is None:
+                    return JSONResponse({"ignored": f"no post with id {gone!r}: nothing was syndicated"})
+                return JSONResponse(status, status_code=202)
             document = payloads.to_document(hook.kind, payload, accounts=hook.accounts)
             code, status = await offload(submit_document, skypost, document, source=f"hook:{hook.name}")
         except payloads.Ignored as exc:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from skypost import syndicator
 from skypost.clock import DatabaseClock
 from skypost.config import Settings, load_settings
+from skypost.conversation.views import interaction_counts, post_interactions
 from skypost.models import (Post, PostState, PostStatus, ValidationError, iso, normalize_handle,
                             parse_post_document, valid_id)
 from skypost.queue import JobQueue
@@ -280,9 +281,11 @@ class Skypost:
             by_post: dict[int, list[Any]] = {}
             for d in q.deliveries_for_posts(conn, [r["seq"] for r in rows]):
                 by_post.setdefault(d["post_seq"], []).append(d)
+            counts = interaction_counts(conn, [r["seq"] for r in rows])  # one query for the page
         items = []
         for row in rows:
-            state = syndicator.state_from_rows(row, by_post.get(row["seq"], []), paused=paused)
+            state = syndicator.state_from_rows(row, by_post.get(row["seq"], []), paused=paused,
+                                               interactions=counts[row["seq"]])
             item = state.to_json()
             item.update(seq=row["seq"], title=row["document"].get("title", ""), url=row["document"].get("url", ""),
                         submitted_at=iso_ts(row["created_at"]))
@@ -305,6 +308,12 @@ class Skypost:
             if syndicator.request_delete(conn, row, now=self.clock()):
                 conn.after_commit(self.queue.notify)
         return self.status(post_id)
+
+    def interactions(self, post_id: str) -> dict[str, Any] | None:
+        """What a post gathered on Bluesky (replies, quotes, likes, reposts; removed ones marked
+        `"removed": true`), oldest first; None for an unknown id."""
+        with self.db.connect() as conn:
+            return post_interactions(conn, post_id)
 
     def retry(self, post_id: str, account: str | None = None, *, repost: bool = False) -> dict[str, Any] | None:
         """Queue the failed deliveries of a post again (or those of one account); None for an unknown id.

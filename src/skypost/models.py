@@ -199,6 +199,14 @@ class Delivery:
         }
 
 
+# what a syndicated post gathers on Bluesky, in the order the status JSON counts them
+INTERACTION_KINDS = ("reply", "quote", "like", "repost")
+
+
+def no_interactions() -> dict[str, int]:
+    return {kind: 0 for kind in INTERACTION_KINDS}
+
+
 @dataclasses.dataclass
 class PostState:
     """The status JSON of a post, as printed by the CLI and served by the API."""
@@ -207,6 +215,8 @@ class PostState:
     status: PostStatus
     reason: str | None
     deliveries: list[Delivery]
+    # live reactions per kind (removed ones are not counted)
+    interactions: dict[str, int] = dataclasses.field(default_factory=no_interactions)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -214,6 +224,7 @@ class PostState:
             "status": self.status.value,
             "reason": self.reason,
             "deliveries": [d.to_json() for d in self.deliveries],
+            "interactions": dict(self.interactions),
         }
 
 

@@ -23,6 +23,7 @@ from skypost.models import (
     overall_status,
     parse_post_document,
 )
+from skypost.conversation.views import interaction_counts
 from skypost.store import queries as q
 from skypost.store.db import Conn as Connection
 
@@ -130,10 +131,21 @@ def _dt(value: float | None) -> datetime | None:
 
 def post_state(conn: Connection, post_row: Mapping[str, Any], *, paused: bool) -> PostState:
     rows = q.deliveries_for_posts(conn, [post_row["seq"]])
-    return state_from_rows(post_row, rows, paused=paused)
+    counts = interaction_counts(conn, [post_row["seq"]])[post_row["seq"]]
+    return state_from_rows(post_row, rows, paused=paused, interactions=counts)
 
 
-def state_from_rows(post_row: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], *, paused: bool) -> PostState:
+def state_from_rows(post_row: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], *, paused: bool,
+                    interactions: Mapping[str, int] | None = None) -> PostState:
+    """`interactions`: the post's live reactions per kind (none when not given)."""
+    state = _state_from_rows(post_row, rows, paused=paused)
+    if interactions is not None:
+        state.interactions = dict(interactions)
+    return state
+
+
+def _state_from_rows(post_row: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], *,
+                     paused: bool) -> PostState:
     deliveries = [delivery_from_row(r) for r in rows]
     if post_row.get("delete_requested_at") is not None:
         return deletion_state(post_row, deliveries, paused=paused)
@@ -202,7 +214,9 @@ def submit(conn: Connection, post: Post, *, now: float, post_types: Sequence[str
         q.add_event(conn, ts=now, kind="submitted", post_id=post.id, message=f"queued for {handles}")
     row = q.post_by_seq(conn, seq)
     assert row is not None
-    return post_state(conn, row, paused=is_paused(conn) and not reason), True
+    # a post just recorded has gathered nothing yet: no need to count
+    deliveries = q.deliveries_for_posts(conn, [seq])
+    return state_from_rows(row, deliveries, paused=is_paused(conn) and not reason), True
 
 
 def enqueue_deliveries(conn: Connection, post_seq: int, accounts: Sequence[Account], *, now: float,

@@ -86,7 +86,7 @@ def check_answer(site: Site, response: Any, *, allowed: tuple[int, ...]) -> None
         assert isinstance(errors, dict) and errors
         assert all(isinstance(k, str) and isinstance(v, str) and v for k, v in errors.items())
     elif response.status_code in ACCEPTED and "ignored" not in data:
-        assert set(data) == {"id", "status", "reason", "deliveries"}, data
+        assert set(data) == {"id", "status", "reason", "deliveries", "interactions"}, data
         location = response.headers["location"]
         if "%" in data["id"]:
             return  # Starlette's TestClient decodes the path twice: %25xx would read another post's id

@@ -59,7 +59,7 @@ def test_cli_end_to_end(cli_env, make_account, pds, proxy, tmp_path):
     assert worker.returncode == 0, worker.stderr
     status = json.loads(run(cli_env, "status", "42", "--json").stdout)
     assert status["status"] == "completed"
-    assert set(status) == {"id", "status", "reason", "deliveries"}
+    assert set(status) == {"id", "status", "reason", "deliveries", "interactions"}
     assert set(status["deliveries"][0]) == {"account", "did", "status", "attempts", "next_attempt_at", "uri",
                                             "cid", "url", "error"}
     assert len(pds.list_posts(alice.did)) == 2

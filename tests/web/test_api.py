@@ -37,7 +37,7 @@ def test_submit_is_202_then_200_for_a_known_id(web, make_account, proxy):
     assert r.headers["location"] == "/api/v1/posts/42"
     body = r.json()
     assert body["status"] == "pending" and body["deliveries"][0]["account"] == alice.handle
-    assert set(body) == {"id", "status", "reason", "deliveries"}
+    assert set(body) == {"id", "status", "reason", "deliveries", "interactions"}
     assert proxy.calls() == 0  # no network call on submit
 
     again = web.post("/api/v1/posts", json={**DOC, "title": "changed"})

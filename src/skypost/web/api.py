@@ -133,6 +133,18 @@ def routes(skypost: Skypost, offload: Offload) -> list[BaseRoute]:
             return json_error(404, "no post with this id")
         return JSONResponse(status)
 
+    async def post_interactions(request: Request) -> Response:
+        post_id = request.path_params["post_id"]
+        raw = request.scope.get("raw_path")
+        if raw is not None and not raw.endswith(b"/interactions"):
+            # the id itself ends in "%2Finteractions": the status of that post is asked for
+            status = await offload(skypost.status, post_id + "/interactions")
+            return JSONResponse(status) if status else json_error(404, "no post with this id")
+        data = await offload(skypost.interactions, post_id)
+        if data is None:
+            return json_error(404, "no post with this id")
+        return JSONResponse(data)
+
     async def retry_post(request: Request) -> Response:
         account = None
         repost = False
@@ -252,6 +264,7 @@ def routes(skypost: Skypost, offload: Offload) -> list[BaseRoute]:
         Route("/posts", list_posts, methods=["GET"]),
         # ids may contain "/" (sent as %2F): the retry route is matched first
         Route("/posts/{post_id:path}/retry", retry_post, methods=["POST"]),
+        Route("/posts/{post_id:path}/interactions", post_interactions, methods=["GET"]),
         Route("/posts/{post_id:path}", get_post, methods=["GET"]),
         Route("/posts/{post_id:path}", delete_post, methods=["DELETE"]),
         Route("/pause", pause, methods=["POST"]),

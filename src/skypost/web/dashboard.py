@@ -23,6 +23,7 @@ from starlette.templating import Jinja2Templates
 from skypost.accounts import DEFAULT_SERVICE
 from skypost.advice import APP_PASSWORD_WARNING, looks_like_app_password, nothing_retried
 from skypost.app import Skypost
+from skypost.conversation.views import conversation, plural, profile_url, summary
 from skypost.models import AccountError, PostStatus, ValidationError
 from skypost.store import queries_web as qw
 from skypost.web import charts, session, tokens
@@ -85,6 +86,12 @@ def linkify(text: Any) -> Markup:
     return Markup("").join(parts)
 
 
+def avatar_url(value: Any) -> str:
+    """An avatar's address if it is one the page may load (https, as Bluesky serves them), else ""."""
+    text = str(value or "")
+    return text if text.startswith("https://") and not any(ch.isspace() for ch in text) else ""
+
+
 def sentence(text: str) -> str:
     """A message from the CLI's wording ("nothing to retry: …") as a sentence on a page."""
     return text[:1].upper() + text[1:]
@@ -96,6 +103,10 @@ def make_templates() -> Jinja2Templates:
     env.filters["when"] = _when
     env.filters["q"] = lambda value: quote(str(value), safe="")
     env.filters["linkify"] = linkify
+    env.filters["avatar"] = avatar_url
+    env.filters["profile"] = profile_url
+    env.filters["summary"] = summary
+    env.filters["plural"] = plural
     env.globals.update(UNFINISHED=UNFINISHED, HEADLINES=HEADLINES, FILTERS=FILTERS,
                        RETRYABLE=RETRYABLE, UNDELETABLE=UNDELETABLE, DEFAULT_SERVICE=DEFAULT_SERVICE)
     return Jinja2Templates(env=env)
@@ -211,7 +222,8 @@ def routes(skypost: Skypost, offload: Offload, templates: Jinja2Templates, *,
 
         return {"status": status, "document": row["document"] if row else {},
                 "source": row["source"] if row else "", "submitted_at": iso_ts(row["created_at"]) if row else None,
-                "events": skypost.events(limit=50, post_id=post_id), "paused": skypost.paused}
+                "events": skypost.events(limit=50, post_id=post_id), "paused": skypost.paused,
+                "talk": conversation(skypost.interactions(post_id) or {})}
 
     async def post_page(request: Request) -> Response:
         user = await current_user(request)

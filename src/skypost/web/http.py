@@ -109,9 +109,11 @@ SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"same-origin"),
-    # htmx and the CSS are served from here; no inline script anywhere
+    # htmx and the CSS are served from here; no inline script anywhere; pictures from https
+    # sites too: the avatars of the people who answer on Bluesky (Bluesky's CDN)
     (b"content-security-policy", b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-                                 b"img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
+                                 b"img-src 'self' data: https:; frame-ancestors 'none'; form-action 'self'; "
+                                 b"base-uri 'none'"),
 ]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from skypost.models import DeliveryStatus, PostStatus
+from skypost.models import INTERACTION_KINDS, DeliveryStatus, PostStatus
 
 _STR = {"type": "string"}
 _NSTR = {"type": ["string", "null"]}
@@ -63,11 +63,43 @@ SCHEMAS: dict[str, Any] = {
         },
     },
     "PostStatus": {
-        "type": "object", "required": ["id", "status", "reason", "deliveries"],
+        "type": "object", "required": ["id", "status", "reason", "deliveries", "interactions"],
         "properties": {
             "id": _STR, "status": {"type": "string", "enum": [s.value for s in PostStatus]}, "reason": _NSTR,
             "deliveries": {"type": "array", "items": _ref("Delivery")},
+            "interactions": _ref("InteractionCounts"),
         },
+    },
+    "InteractionCounts": {
+        "type": "object", "required": list(INTERACTION_KINDS), "additionalProperties": False,
+        "description": "Live reactions on Bluesky per kind (removed ones are not counted)",
+        "properties": {kind: {"type": "integer", "minimum": 0} for kind in INTERACTION_KINDS},
+    },
+    "Interaction": {
+        "type": "object",
+        "required": ["kind", "uri", "cid", "account", "author", "text", "parent_uri", "created_at", "url",
+                     "removed"],
+        "properties": {
+            "kind": {"type": "string", "enum": list(INTERACTION_KINDS)},
+            "uri": {"type": "string", "description": "The reaction's AT-URI"}, "cid": _NSTR,
+            "account": {"type": "string", "description": "The skypost account whose post it reacts to"},
+            "author": {
+                "type": "object", "required": ["did", "handle", "display_name", "avatar"],
+                "properties": {"did": _STR, "handle": _NSTR, "display_name": _NSTR,
+                               "avatar": {"type": ["string", "null"], "description": "The avatar's URL"}},
+            },
+            "text": {"type": ["string", "null"],
+                     "description": "Replies and quotes, links spelt out in full; null for likes and reposts"},
+            "parent_uri": {"type": ["string", "null"], "description": "A reply: the AT-URI it answers"},
+            "created_at": _TIME,
+            "url": {"type": "string", "description": "On bsky.app: the reply or quote; a like's or "
+                                                     "repost's author"},
+            "removed": {"type": "boolean", "description": "Deleted or undone on Bluesky since"},
+        },
+    },
+    "Interactions": {
+        "type": "object", "required": ["id", "interactions"],
+        "properties": {"id": _STR, "interactions": {"type": "array", "items": _ref("Interaction")}},
     },
     "PostListItem": {
         "allOf": [_ref("PostStatus"), {
@@ -149,6 +181,12 @@ PATHS: dict[str, Any] = {
                       "changes nothing); the id is never syndicated again", {
                           "202": _json(_ref("PostStatus"), "Accepted: its status (deleting or deleted)"),
                           "404": _ERROR}, parameters=[_POST_ID]),
+    },
+    "/api/v1/posts/{post_id}/interactions": {
+        "get": _op("What a post gathered on Bluesky: replies, quotes, likes and reposts, oldest first "
+                   "(removed ones too, marked `removed`)",
+                   {"200": _json(_ref("Interactions"), "Its interactions"), "404": _ERROR},
+                   parameters=[_POST_ID]),
     },
     "/api/v1/posts/{post_id}/retry": {
         "post": _op("Queue the failed deliveries of a post again", {

@@ -49,6 +49,9 @@ class DeliveryRow:
     error: str | None
     failure_kind: str | None
     completed_at: float | None
+    # the gates written with the post (see gates.py): threadgate rules, postgate
+    threadgate: str | None = None
+    postgate: bool = False
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "DeliveryRow":
@@ -57,7 +60,8 @@ class DeliveryRow:
                    status=str(row["status"]), attempts=int(row["attempts"]), tried=bool(row["tried"]),
                    next_attempt_at=row["next_attempt_at"], rkey=str(row["rkey"]), uri=row["uri"],
                    cid=row["cid"], url=row["url"], error=row["error"],
-                   failure_kind=row.get("failure_kind"), completed_at=row["completed_at"])
+                   failure_kind=row.get("failure_kind"), completed_at=row["completed_at"],
+                   threadgate=row.get("threadgate"), postgate=bool(row.get("postgate")))
 
 
 @dataclasses.dataclass(frozen=True)

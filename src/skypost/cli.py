@@ -564,7 +564,7 @@ def _worker_sentence(health: dict[str, Any], *, now: float) -> str:
 @guarded
 def reply(ctx: Ctx, post_id: str, reply_id: str, text: str, parent: str | None, account: str | None,
           as_json: bool) -> None:
-    """Publish a comment of the site as a reply under a syndicated post; returns at once."""
+    """Answer under a syndicated post with a comment of the site."""
     from skypost.replies import UnknownPost
 
     app = ctx.app()

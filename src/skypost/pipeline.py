@@ -34,7 +34,7 @@ from skypost.models import (
     reauth_message,
 )
 from skypost.gates import CREATE_COST, creates, post_writes
-from skypost.replies import WritePlan, display_id, not_in_thread, write_plan
+from skypost.replies import WritePlan, display_id, is_reply, not_in_thread, write_plan
 from skypost.replies import load_post as load_reply
 from skypost.store import queries as q
 from skypost.store.db import Conn, Database
@@ -329,7 +329,9 @@ class Pipeline:
                 budgets = self._budgets(conn, keys, account_row)
                 decision = decide(
                     row, account,
-                    categories_ok=categories_allow(account_from_row(account_row), post.categories),
+                    # a reply answers a thread the post's rules already allowed
+                    categories_ok=is_reply(post) or categories_allow(account_from_row(account_row),
+                                                                     post.categories),
                     blocker=None, breaker=q.breaker(conn, account.id), budgets=budgets, paused=False,
                     now=now, lease=self.settings.job_lease,
                 )

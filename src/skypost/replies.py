@@ -245,6 +245,10 @@ def load_post(post_row: Mapping[str, Any]) -> Post | None:
                      parent_uri=post_row["reply_parent_uri"], parent_cid=post_row["reply_parent_cid"])
 
 
+def is_reply(post: Post) -> bool:
+    return isinstance(post, ReplyPost)
+
+
 def write_plan(conn: Conn, post: Post, row: DeliveryRow) -> WritePlan | str:
     """What an attempt of this delivery writes, read in the gate's transaction; a string is
     why it can never be written (the delivery gives up)."""

@@ -132,6 +132,22 @@ def test_a_reply_to_a_bluesky_reply_lands_under_it(sqlite_url, make_app, network
     assert facets[0]["features"][0] == {"$type": "app.bsky.richtext.facet#mention", "did": bob.did}
 
 
+def test_a_reply_ignores_category_rules_and_fails_where_the_post_failed(sqlite_url, make_app, network):
+    app, alice = _setup(make_app, sqlite_url, network, include_categories=["news"])
+    _publish(app, {"id": "p5", "title": "News", "url": "https://blog.example.com/p5", "categories": ["news"]})
+    app.reply("p5", "c1", "An answer has no category")
+    app.run_worker(burst=True)
+    assert app.replies("p5")[0]["status"] == "completed"
+    # a post still pending when the reply is submitted, whose delivery then fails for good
+    app.submit({"id": "p6", "title": "News", "url": "https://blog.example.com/p6", "categories": ["news"]})
+    app.reply("p6", "c1", "Too early")
+    app.update_account(alice.handle, include_categories=["other"])
+    app.run_worker(burst=True)
+    assert app.status("p6")["status"] == "failed"
+    reply = app.replies("p6")[0]
+    assert reply["status"] == "failed" and "nothing to reply under" in reply["deliveries"][0]["error"]
+
+
 def test_a_parent_outside_the_thread_is_refused_at_the_attempt(sqlite_url, make_app, network):
     app, alice = _setup(make_app, sqlite_url, network)
     _publish(app, {"id": "p3", "title": "Mine", "url": "https://blog.example.com/p3"})

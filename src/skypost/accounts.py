@@ -18,9 +18,12 @@ from skypost.models import (
     ValidationError,
     check_http_url,
     normalize_handle,
+    reply_rules,
 )
+from skypost.gates import gate_value
 from skypost.resilience import FailureKind, classify
 from skypost.store import queries as q
+from skypost.store import queries_gates as qg
 from skypost.store.db import Database
 from skypost.syndicator import account_from_row, requeue_post
 
@@ -115,8 +118,10 @@ def add_account(db: Database, cipher: Cipher, client_factory: Callable[..., Any]
                 include_categories: Sequence[str] | None = None,
                 exclude_categories: Sequence[str] | None = None, verify: bool = True,
                 now: float, timeout: float = 30.0, did: str | None = None,
-                allow_private: bool = False) -> Account:
+                allow_private: bool = False, replies: Sequence[str] | None = None,
+                quotes: bool | None = None) -> Account:
     handle = normalize_handle(handle)
+    rules = reply_rules(replies) if replies is not None else None
     service = validate_service(service, allow_private=allow_private)
     if not password or not password.strip():
         raise ValidationError({"password": "is required (pass it on standard input)"})
@@ -137,6 +142,10 @@ def add_account(db: Database, cipher: Cipher, client_factory: Callable[..., Any]
             password_enc=cipher.encrypt(password), session_enc=cipher.encrypt(session) if session else None,
             now=now,
         )
+        if rules is not None:
+            qg.set_account_replies(conn, account_id, gate_value(rules), now=now)
+        if quotes is not None:
+            qg.set_account_quotes(conn, account_id, quotes, now=now)
         q.add_event(conn, ts=now, kind="account_added", account=handle, message=f"account @{handle} added ({did})")
         row = q.account_by_id(conn, account_id)
     assert row is not None
@@ -147,11 +156,14 @@ def update_account(db: Database, cipher: Cipher, client_factory: Callable[..., A
                    password: str | None = None, service: str | None = None, auto_syndicate: bool | None = None,
                    include_categories: Sequence[str] | None = None,
                    exclude_categories: Sequence[str] | None = None, now: float,
-                   timeout: float = 30.0, allow_private: bool = False) -> tuple[Account, int]:
+                   timeout: float = 30.0, allow_private: bool = False,
+                   replies: Sequence[str] | None = None, quotes: bool | None = None) -> tuple[Account, int]:
     """Returns the account and how many deliveries were queued again (after new credentials).
 
-    A new service is a new login: the app password must come with it, and is checked there."""
+    A new service is a new login: the app password must come with it, and is checked there.
+    `replies`/`quotes` apply to posts submitted from now on."""
     handle = normalize_handle(handle)
+    rules = reply_rules(replies) if replies is not None else None
     with db.connect() as conn:
         row = q.account_by_handle(conn, handle)
     if row is None:
@@ -177,6 +189,10 @@ def update_account(db: Database, cipher: Cipher, client_factory: Callable[..., A
             include_categories=_categories(include_categories) if include_categories is not None else None,
             exclude_categories=_categories(exclude_categories) if exclude_categories is not None else None,
             now=now)
+        if rules is not None:
+            qg.set_account_replies(conn, row["id"], gate_value(rules), now=now)
+        if quotes is not None:
+            qg.set_account_quotes(conn, row["id"], quotes, now=now)
         if password is not None and login is not None:
             did, session = login
             q.set_account_login(conn, row["id"], service=moved_to or row["service"], did=did,

@@ -370,6 +370,39 @@ class Skypost:
         assert row is not None
         return syndicator.post_state(conn, row, paused=syndicator.is_paused(conn)).to_json()
 
+    def reply(self, post_id: str, reply_id: str, text: str, parent: str | None = None,
+              account: str | None = None) -> dict[str, Any]:
+        """Publish a comment of the site as a reply under the syndicated post (or under `parent`,
+        the AT-URI of a record in its thread), as the post's account(s) or only `account`.
+        Returns the reply's status at once; the same `reply_id` again returns the known status.
+        Raises replies.UnknownPost for an unknown post, ValidationError for bad input."""
+        return self.reply_state(post_id, reply_id, text, parent=parent, account=account)[0]
+
+    def reply_state(self, post_id: str, reply_id: str, text: str, parent: str | None = None,
+                    account: str | None = None) -> tuple[dict[str, Any], bool]:
+        """Like reply(), with whether it was recorded now (False: known already)."""
+        from skypost import replies
+
+        post_id, reply_id, text, parent, handle = replies.parse_reply(post_id, reply_id, text, parent, account)
+        with self.db.transaction() as conn:
+            status, created = replies.submit_reply(conn, post_id=post_id, reply_id=reply_id, text=text,
+                                                   parent=parent, account=handle, now=self.clock())
+            if created:
+                conn.after_commit(self.queue.notify)
+        return status, created
+
+    def replies(self, post_id: str) -> list[dict[str, Any]] | None:
+        """The status of each reply from the site to a post; None for an unknown post."""
+        from skypost import replies
+
+        if not valid_id(post_id):
+            return None
+        with self.db.connect() as conn:
+            try:
+                return replies.replies_of(conn, post_id)
+            except replies.UnknownPost:
+                return None
+
     def pause(self) -> None:
         self._set_paused(True)
 
@@ -402,13 +435,17 @@ class Skypost:
 
     def add_account(self, handle: str, password: str, *, service: str = DEFAULT_SERVICE,
                     auto_syndicate: bool = True, include_categories: Sequence[str] | None = None,
-                    exclude_categories: Sequence[str] | None = None, verify: bool = True) -> dict[str, Any]:
+                    exclude_categories: Sequence[str] | None = None, verify: bool = True,
+                    replies: Sequence[str] | None = None, quotes: bool | None = None) -> dict[str, Any]:
+        """`replies`: who may reply to its posts (everyone, nobody, following, mentioned);
+        `quotes=False`: its posts cannot be quoted. A post's own `replies`/`quotes` win."""
         from skypost import accounts as acct
 
         account = acct.add_account(
             self.db, self.cipher(), self.client_factory, handle=handle, password=password, service=service,
             auto_syndicate=auto_syndicate, include_categories=include_categories,
             exclude_categories=exclude_categories, verify=verify, now=self.clock(),
+            replies=replies, quotes=quotes,
             timeout=self.settings.http_timeout, allow_private=self.settings.allow_private_urls,
         )
         return account.to_json()

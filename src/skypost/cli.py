@@ -227,18 +227,24 @@ def _read_password(password_stdin: bool) -> str:
 @click.option("--manual", is_flag=True, help="Do not syndicate automatically; only when a post names it.")
 @click.option("--include-category", multiple=True, help="Only posts in this category (repeatable).")
 @click.option("--exclude-category", multiple=True, help="Never posts in this category (repeatable).")
+@click.option("--replies", "replies", multiple=True, metavar="WHO",
+              help="Who may reply: everyone, nobody, following, mentioned (the last two repeatable).")
+@click.option("--no-quotes", is_flag=True, help="Its posts cannot be quoted (a postgate).")
 @pass_ctx
 @guarded
 def account_add(ctx: Ctx, handle: str, password_stdin: bool, service: str, manual: bool,
-                include_category: tuple[str, ...], exclude_category: tuple[str, ...]) -> None:
+                include_category: tuple[str, ...], exclude_category: tuple[str, ...],
+                replies: tuple[str, ...], no_quotes: bool) -> None:
     """Add an account; logs in once to check the app password."""
-    from skypost.models import normalize_handle
+    from skypost.models import normalize_handle, reply_rules
 
     handle = normalize_handle(handle)
+    rules = reply_rules(replies) if replies else None  # refused before the password is read
     app = ctx.app()  # a missing database or key is refused before the password is asked for
     password = _read_password(password_stdin)
     data = app.add_account(handle, password, service=service, auto_syndicate=not manual,
-                           include_categories=include_category, exclude_categories=exclude_category)
+                           include_categories=include_category, exclude_categories=exclude_category,
+                           replies=rules, quotes=False if no_quotes else None)
     say(f"added @{data['handle']} ({clean(data['did'])}) on {clean(data['service'])}")
 
 
@@ -275,11 +281,15 @@ def account_list(ctx: Ctx, as_json: bool) -> None:
 @click.option("--exclude-category", multiple=True,
               help="Never posts in this category (repeatable).")
 @click.option("--clear-categories", is_flag=True, help="Remove all category rules.")
+@click.option("--replies", "replies", multiple=True, metavar="WHO",
+              help="Who may reply: everyone, nobody, following, mentioned (the last two repeatable).")
+@click.option("--quotes/--no-quotes", "quotes", default=None,
+              help="Whether its posts may be quoted (--no-quotes: a postgate).")
 @pass_ctx
 @guarded
 def account_update(ctx: Ctx, handle: str, password_stdin: bool, service: str | None, manual: bool | None,
                    include_category: tuple[str, ...], exclude_category: tuple[str, ...],
-                   clear_categories: bool) -> None:
+                   clear_categories: bool, replies: tuple[str, ...], quotes: bool | None) -> None:
     """Change an account.
 
     A new app password re-queues the deliveries that waited for it."""
@@ -298,6 +308,12 @@ def account_update(ctx: Ctx, handle: str, password_stdin: bool, service: str | N
         changes["include_categories"] = list(include_category)
     if exclude_category:
         changes["exclude_categories"] = list(exclude_category)
+    if replies:
+        from skypost.models import reply_rules
+
+        changes["replies"] = reply_rules(replies)  # refused before the password is checked
+    if quotes is not None:
+        changes["quotes"] = quotes
     if not changes:
         fail("nothing to change (see skypost account update --help)")
     data = app.update_account(handle, **changes)
@@ -336,6 +352,10 @@ def post_options(fn: F) -> F:
         click.option("--published-at", metavar="ISO8601",
                      help="When the site published it (ISO 8601 date-time)."),
         click.option("--no-syndicate", is_flag=True, help="Record the post but do not syndicate it."),
+        click.option("--replies", multiple=True, metavar="WHO",
+                     help="Who may reply: everyone, nobody, following, mentioned (the last two "
+                          "repeatable; default: the account's setting)."),
+        click.option("--no-quotes", is_flag=True, help="The post cannot be quoted (a postgate)."),
         click.option("--json-file", type=click.File("r"), help="A post document (JSON); - for stdin."),
     ]
     for option in reversed(options):
@@ -366,6 +386,10 @@ def _document(kwargs: dict[str, Any]) -> dict[str, Any]:
             doc[field] = list(kwargs[flag])
     if kwargs.get("no_syndicate"):
         doc["dont_syndicate"] = True
+    if kwargs.get("replies"):
+        doc["replies"] = list(kwargs["replies"])
+    if kwargs.get("no_quotes"):
+        doc["quotes"] = False
     if "id" not in doc:
         fail("id: is required (--id)")
     return doc
@@ -443,7 +467,15 @@ def preview(ctx: Ctx, **kwargs: Any) -> None:
         if external is not None:
             external["thumb"] = {"$type": "blob", "ref": {"$link": "(uploaded when sent)"}, "mimeType": mime,
                                  "size": len(data)}
-    _print_json(record)
+    if post.replies is not None or post.quotes is not None:
+        # with a gate: the writes of the one applyWrites call, the post first
+        from skypost.gates import delivery_gates, post_writes
+
+        threadgate, postgate = delivery_gates(post, {})
+        _print_json({"writes": post_writes("(the account's DID)", "(chosen at submit)", record,
+                                           threadgate=threadgate, postgate=postgate)})
+    else:
+        _print_json(record)
     from skypost.advice import with_private_hint
 
     for warning in composed.warnings:
@@ -462,7 +494,16 @@ def status(ctx: Ctx, post_id: str | None, as_json: bool) -> None:
         data = app.status(post_id)
         if data is None:
             fail(f"unknown post id {post_id!r}")
-        _print_json(data) if as_json else _print_status(data)
+        if as_json:
+            _print_json(data)
+            return
+        _print_status(data)
+        for reply in app.replies(post_id) or []:
+            say(clean(f"  reply {reply['id']}: {reply['status']}"
+                      + (f" ({reply['reason']})" if reply.get("reason") else "")))
+            for d in reply["deliveries"]:
+                say(clean(f"    @{d['account']}: {d['status']}" + (f", {d['url']}" if d.get("url") else "")
+                          + (f" — {d['error']}" if d.get("error") and d["status"] != "completed" else "")))
         return
     health = app.health()
     posts = app.list_posts(limit=20)
@@ -508,6 +549,39 @@ def _worker_sentence(health: dict[str, Any], *, now: float) -> str:
     if health["paused"]:
         text += "; syndication paused until `skypost resume`"
     return text
+
+
+@main.command()
+@click.argument("post_id")
+@click.option("--reply-id", required=True, metavar="RID",
+              help="The site's id of the comment: the same id is never published twice.")
+@click.option("--text", required=True, help="The reply's text (cut to 300 graphemes with \"…\").")
+@click.option("--parent", default=None, metavar="AT-URI",
+              help="Answer this record of the post's thread (default: the post itself).")
+@click.option("--account", default=None, metavar="HANDLE",
+              help="Only as this account (default: every account the post went to).")
+@click.option("--json", "as_json", is_flag=True, help="Print the reply's status as JSON.")
+@pass_ctx
+@guarded
+def reply(ctx: Ctx, post_id: str, reply_id: str, text: str, parent: str | None, account: str | None,
+          as_json: bool) -> None:
+    """Answer under a syndicated post with a comment of the site."""
+    from skypost.replies import UnknownPost
+
+    app = ctx.app()
+    try:
+        data, created = app.reply_state(post_id, reply_id, text, parent=parent, account=account)
+    except UnknownPost:
+        fail(f"unknown post id {post_id!r}")
+    if not created:
+        say(f"reply {clean(reply_id)} to post {clean(post_id)}: already submitted", err=True)
+    if as_json:
+        _print_json(data)
+        return
+    say(clean(f"reply {data['id']} to post {data['reply_to']}: {data['status']}"
+              + (f" ({data['reason']})" if data.get("reason") else "")))
+    for d in data["deliveries"]:
+        say(clean(f"  @{d['account']}: {d['status']}" + (f", {d['url']}" if d.get("url") else "")))
 
 
 @main.command()

@@ -95,6 +95,11 @@ def reauth_message(handle: str) -> str:
     return f"{REAUTH_PREFIX} for @{handle} (skypost account update {handle} --password-stdin)"
 
 
+EVERYONE = "everyone"
+NOBODY = "nobody"
+REPLY_RULES = (EVERYONE, NOBODY, "following", "mentioned")
+
+
 class ValidationError(ValueError):
     """Bad input: `errors` maps each offending field to why it was refused."""
 
@@ -121,6 +126,10 @@ class Post:
     accounts: tuple[str, ...] = ()
     dont_syndicate: bool = False
     post_type: str = "post"
+    # who may reply (None: the account's setting) and whether quoting is allowed (None: the
+    # account's setting); see reply_rules()
+    replies: tuple[str, ...] | None = None
+    quotes: bool | None = None
 
     def to_document(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -140,6 +149,10 @@ class Post:
         }
         if self.post_type != "post":
             doc["post_type"] = self.post_type
+        if self.replies is not None:
+            doc["replies"] = list(self.replies)
+        if self.quotes is not None:
+            doc["quotes"] = self.quotes
         return doc
 
 
@@ -153,6 +166,8 @@ class Account:
     exclude_categories: tuple[str, ...] = ()
     state: AccountState = AccountState.ACTIVE
     id: int | None = None
+    replies: tuple[str, ...] = (EVERYONE,)  # who may reply to its posts (reply_rules())
+    quotes: bool = True  # False: its posts get a postgate that disables quoting
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -163,6 +178,8 @@ class Account:
             "include_categories": list(self.include_categories),
             "exclude_categories": list(self.exclude_categories),
             "state": self.state.value,
+            "replies": list(self.replies),
+            "quotes": self.quotes,
         }
 
 
@@ -273,6 +290,7 @@ def overall_status(deliveries: list[Delivery], *, paused: bool) -> PostStatus:
 POST_FIELDS = (
     "id", "title", "url", "excerpt", "content_html", "image_url", "text",
     "categories", "tags", "langs", "published_at", "accounts", "dont_syndicate",
+    "replies", "quotes",
 )
 _EXTRA_FIELDS = ("post_type",)
 _STRING_FIELDS = ("title", "excerpt", "content_html", "text")
@@ -416,6 +434,18 @@ def parse_post_document(doc: Any, *, allow_extra: bool = False) -> Post:
     else:
         values["dont_syndicate"] = dont
 
+    if doc.get("replies") is not None:
+        try:
+            values["replies"] = reply_rules(doc["replies"], field="replies")
+        except ValidationError as exc:
+            errors.update(exc.errors)
+    quotes = doc.get("quotes")
+    if quotes is not None:
+        if isinstance(quotes, bool):
+            values["quotes"] = quotes
+        else:
+            errors["quotes"] = "must be true or false"
+
     post_type = doc.get("post_type", "post") or "post"
     if not isinstance(post_type, str):
         errors["post_type"] = "must be a string"
@@ -433,6 +463,25 @@ def parse_post_document(doc: Any, *, allow_extra: bool = False) -> Post:
     if errors:
         raise ValidationError(errors)
     return Post(**values)
+
+
+def reply_rules(value: Any, *, field: str = "replies") -> tuple[str, ...]:
+    """Who may reply: ("everyone",) (no gate), ("nobody",), or some of following/mentioned."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ValidationError({field: "must be a list of strings"})
+    rules = tuple(dict.fromkeys(v.strip().lower() for v in value if v.strip()))
+    unknown = [r for r in rules if r not in REPLY_RULES]
+    if unknown:
+        raise ValidationError({field: f"{printable(unknown[0])[:40]!r} is not one of "
+                                      f"{', '.join(REPLY_RULES)}"})
+    if not rules:
+        raise ValidationError({field: f"must name at least one of {', '.join(REPLY_RULES)}"})
+    for alone in (EVERYONE, NOBODY):
+        if alone in rules and len(rules) > 1:
+            raise ValidationError({field: f"{alone!r} cannot be combined with other values"})
+    return rules
 
 
 def printable(text: str) -> str:

@@ -34,6 +34,9 @@ from skypost.models import (
     parse_post_document,
     reauth_message,
 )
+from skypost.gates import CREATE_COST, creates, post_writes
+from skypost.replies import WritePlan, display_id, is_reply, not_in_thread, write_plan
+from skypost.replies import load_post as load_reply
 from skypost.store import queries as q
 from skypost.store.db import Conn, Database
 from skypost.store.rows import AccountRow, BreakerRow, DeliveryRow, RateLimitRow
@@ -51,6 +54,8 @@ class Client(Protocol):
     def did(self) -> str: ...
     def create_post(self, record: dict[str, Any], rkey: str) -> Any: ...
     def delete_post(self, rkey: str) -> None: ...
+    def apply_writes(self, writes: list[dict[str, Any]]) -> list[Any]: ...
+    def get_record(self, uri: str) -> tuple[str, dict[str, Any]] | None: ...
     def get_post(self, rkey: str) -> Any: ...
     def upload_blob(self, data: bytes, mime: str) -> dict[str, Any]: ...
     def resolve_handle(self, handle: str) -> str | None: ...
@@ -61,8 +66,12 @@ ClientFactory = Callable[..., Client]
 Composer = Callable[..., Any]
 
 
-# points a createRecord costs against an account's write budget (BLUESKY.md)
-CREATE_COST = 3
+
+def write_cost(plan: WritePlan) -> int:
+    """What an attempt spends from the account's write budget: one for a single create (as
+    always), CREATE_COST points per create for an applyWrites."""
+    n = creates(plan.threadgate, plan.postgate)
+    return 1 if n == 1 else CREATE_COST * n
 
 
 def account_keys(account_id: int, service: str, egress_id: str) -> dict[str, str]:
@@ -245,7 +254,7 @@ class Pipeline:
             with self.db.transaction() as conn:
                 q.release_job(conn, job_id, owner=owner, status="done", run_at=None, now=self.clock())
             return
-        post = parse_post_document(post_row["document"], allow_extra=True)
+        post = load_reply(post_row) or parse_post_document(post_row["document"], allow_extra=True)
         now = self.clock()
         due = [r for r in rows if not _idle(r) and (r.next_attempt_at is None or r.next_attempt_at <= now)]
         hints: dict[int, float] = {}
@@ -296,7 +305,7 @@ class Pipeline:
         if post_row["status"] != stored.value:
             q.set_post_status(conn, post_seq, stored.value, post_row["reason"], now)
             if stored in (PostStatus.COMPLETED, PostStatus.PARTIAL, PostStatus.FAILED):
-                q.add_event(conn, ts=now, kind=f"post_{stored.value}", post_id=post_row["post_id"],
+                q.add_event(conn, ts=now, kind=f"post_{stored.value}", post_id=display_id(post_row),
                             level="info" if stored is PostStatus.COMPLETED else "warning",
                             message=f"syndication {stored.value}" + (f": {state.reason}" if state.reason else ""))
             elif stored in (PostStatus.DELETED, PostStatus.DELETE_FAILED):
@@ -341,7 +350,9 @@ class Pipeline:
                 budgets = self._budgets(conn, keys, account_row)
                 decision = decide(
                     row, account,
-                    categories_ok=deleting or categories_allow(account_from_row(account_row), post.categories),
+                    # a delete needs no category; a reply answers a thread the post's rules already allowed
+                    categories_ok=deleting or is_reply(post)
+                    or categories_allow(account_from_row(account_row), post.categories),
                     blocker=None, breaker=q.breaker(conn, account.id), budgets=budgets, paused=False,
                     now=now, lease=self.settings.job_lease,
                 )
@@ -349,12 +360,20 @@ class Pipeline:
                 if finish:
                     finish(conn, None)
                 return _STOP
+            plan = WritePlan()
+            if decision.action is Action.ATTEMPT and not deleting:
+                found = write_plan(conn, post, row)
+                if isinstance(found, str):  # a reply whose post never reached this account
+                    decision = Decision(Action.GIVE_UP, found, failure_kind=DeliveryFailure.PERMANENT)
+                else:
+                    plan = found
             if decision.action is not Action.ATTEMPT or account is None:
                 hint = self._apply(conn, row, post, decision, account, now)
                 if finish:
                     finish(conn, hint)
                 return hint
-            credentials = self._begin_attempt(conn, row, post, decision, account, budgets, job_id, owner, now)
+            credentials = self._begin_attempt(conn, row, post, decision, account, budgets, job_id, owner, now,
+                                              cost=write_cost(plan))
             if credentials is _CHANGED:  # a delete was requested meanwhile: look again at once
                 if finish:
                     finish(conn, now)
@@ -368,7 +387,7 @@ class Pipeline:
                 return None  # another worker took this job over: leave the delivery to it
         assert isinstance(credentials, Credentials)
         attempt = self._attempt(post, row, account.id, account.handle, account.service, credentials.password,
-                                credentials.session, tried_before=row.tried)
+                                credentials.session, tried_before=row.tried, plan=plan)
         return self._record(post, row, account, keys, attempt, probe=decision.probe, finish=finish)
 
     def _budgets(self, conn: Conn, keys: Mapping[str, str], account_row: Mapping[str, Any] | None) -> Budgets:
@@ -422,7 +441,8 @@ class Pipeline:
         return until
 
     def _begin_attempt(self, conn: Conn, row: DeliveryRow, post: Post, decision: Decision, account: AccountRow,
-                       budgets: Budgets, job_id: int, owner: str, now: float) -> Credentials | Decision | object | None:
+                       budgets: Budgets, job_id: int, owner: str, now: float,
+                       cost: int = 1) -> Credentials | Decision | object | None:
         """Claim what the attempt needs, atomically: the lease (still ours), the probe (only one),
         the budgets (spent in SQL, shared by every worker). None: the lease was lost. _CHANGED:
         a delete was requested since the delivery was read (nothing may be sent for it now)."""
@@ -444,13 +464,16 @@ class Pipeline:
         # only a budget known and live now can be spent (the others cost no statement)
         live = {r.key for r in budgets.rows if r.remaining is not None and r.reset_at is not None
                 and r.reset_at > now}
+        # the account's budget counts the writes (an applyWrites of N creates costs N creates),
+        # the host's the requests
+        costs = {budgets.account_key: cost, budgets.host_key: 1}
         for key, reserve in ((budgets.account_key, budgets.account_reserve), (budgets.host_key, budgets.reserve)):
             if key not in live:
                 continue
-            reset = q.spend_budget(conn, key, cost=1, reserve=reserve, now=now)
+            reset = q.spend_budget(conn, key, cost=costs[key], reserve=reserve, now=now)
             if reset is not None:  # another worker spent the last of it since we looked
                 for done in spent:
-                    q.refund_budget(conn, done, cost=1, now=now)
+                    q.refund_budget(conn, done, cost=costs[done], now=now)
                 q.unspend_attempt(conn, row.id, now)
                 if decision.probe:
                     breaker = q.breaker_for_update(conn, account.id, now)
@@ -463,7 +486,8 @@ class Pipeline:
         return Credentials(cipher.decrypt(account.password_enc), cipher.decrypt(session) if session else None)
 
     def _attempt(self, post: Post, row: DeliveryRow, account_id: int, handle: str, service: str,
-                 password: str, session: str | None, *, tried_before: bool) -> Attempt:
+                 password: str, session: str | None, *, tried_before: bool,
+                 plan: WritePlan | None = None) -> Attempt:
         from skypost.bluesky.client import CallError, translate
 
         attempt = Attempt()
@@ -497,9 +521,35 @@ class Pipeline:
                                      fetcher=fetcher, upload_blob=client.upload_blob,
                                      resolve_handle=client.resolve_handle)
             attempt.warnings.extend(composed.warnings)
-            method = "com.atproto.repo.createRecord"
+            record = composed.record
+            plan = plan or WritePlan()
+            if plan.reply is not None:
+                refs = plan.reply
+                parent_cid = refs.parent_cid
+                if parent_cid is None:  # a parent skypost has not stored: is it in the thread?
+                    method = "com.atproto.repo.getRecord"
+                    found = client.get_record(refs.parent_uri)
+                    why = (f"the parent {refs.parent_uri} was not found (deleted?)" if found is None
+                           else not_in_thread(refs.parent_uri, found[1], refs.root_uri))
+                    if why is not None or found is None:
+                        attempt.failure = rz.Failure(rz.FailureKind.PERMANENT, why or "")
+                        attempt.failed_method = method
+                        return attempt
+                    parent_cid = found[0]
+                record = {**record, "reply": {"root": {"uri": refs.root_uri, "cid": refs.root_cid},
+                                              "parent": {"uri": refs.parent_uri, "cid": parent_cid}}}
+            method = "com.atproto.repo.applyWrites" if plan.gated else "com.atproto.repo.createRecord"
             try:
-                attempt.result = client.create_post(composed.record, row.rkey)
+                if plan.gated:
+                    # the post and its gates in one atomic commit: never the post without its gate
+                    results = client.apply_writes(post_writes(client.did, row.rkey, record,
+                                                              threadgate=plan.threadgate,
+                                                              postgate=plan.postgate))
+                    if not results:
+                        raise CallError(None, None, "applyWrites answered without results", None, method)
+                    attempt.result = results[0]
+                else:
+                    attempt.result = client.create_post(record, row.rkey)
             except CallError as exc:
                 # the same rkey again: an earlier attempt's create went through (BLUESKY.md)
                 if exc.status is not None and (exc.status == 409 or exc.status >= 500):

@@ -18,12 +18,15 @@ from skypost.models import (
     Post,
     PostState,
     PostStatus,
+    EVERYONE,
     ValidationError,
     deletion_status,
     overall_status,
     parse_post_document,
+    valid_id,
 )
 from skypost.conversation.views import interaction_counts
+from skypost.gates import record_gates
 from skypost.store import queries as q
 from skypost.store.db import Conn as Connection
 
@@ -42,6 +45,8 @@ def account_from_row(row: Mapping[str, Any]) -> Account:
         include_categories=tuple(row["include_categories"] or ()),
         exclude_categories=tuple(row["exclude_categories"] or ()),
         state=AccountState(row["state"]),
+        replies=tuple((row.get("replies") or EVERYONE).split(",")),
+        quotes=bool(row.get("quotes", True)),
     )
 
 
@@ -191,6 +196,8 @@ def submit(conn: Connection, post: Post, *, now: float, post_types: Sequence[str
 
     The insert settles a race: when two submits of one id meet (a CMS retrying its webhook),
     one inserts and the other finds the post and returns its status."""
+    if not valid_id(post.id):  # a Post built in code skips the document's checks
+        raise ValidationError({"id": "must not contain control characters, lone surrogates, or be only dots"})
     existing = q.post_by_id(conn, post.id)
     if existing is not None:
         return post_state(conn, existing, paused=is_paused(conn)), False
@@ -210,6 +217,7 @@ def submit(conn: Connection, post: Post, *, now: float, post_types: Sequence[str
         q.add_event(conn, ts=now, kind="skipped", post_id=post.id, message=f"not syndicated: {reason}")
     else:
         enqueue_deliveries(conn, seq, selection.accounts, now=now)
+        record_gates(conn, seq, post)
         handles = ", ".join("@" + a.handle for a in selection.accounts)
         q.add_event(conn, ts=now, kind="submitted", post_id=post.id, message=f"queued for {handles}")
     row = q.post_by_seq(conn, seq)
@@ -249,6 +257,7 @@ def resubmit_skipped(conn: Connection, row: Mapping[str, Any], now: float) -> bo
         q.set_post_status(conn, row["seq"], PostStatus.SKIPPED.value, selection.reason, now)
         return False
     enqueue_deliveries(conn, row["seq"], selection.accounts, now=now)
+    record_gates(conn, row["seq"], post)
     q.set_post_status(conn, row["seq"], PostStatus.PENDING.value, None, now)
     handles = ", ".join("@" + a.handle for a in selection.accounts)
     q.add_event(conn, ts=now, kind="retry", post_id=row["post_id"],

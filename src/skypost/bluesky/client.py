@@ -14,7 +14,7 @@ from typing import Any, Callable, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
-from atproto import Client, SessionEvent
+from atproto import Client, SessionEvent, models
 from atproto_client.exceptions import (
     AtProtocolError,
     BadRequestError,
@@ -225,6 +225,45 @@ class BlueskyClient:
                 headers={"Content-Type": "application/json"})
 
         self._call("com.atproto.repo.deleteRecord", call)
+
+    def apply_writes(self, writes: list[dict[str, Any]]) -> list[Created]:
+        """Several creates in one atomic commit (a post and its gates); one result per write."""
+
+        def call() -> list[Created]:
+            body = {"repo": self.did, "writes": writes}
+            response = self._client.invoke_procedure(
+                "com.atproto.repo.applyWrites",
+                content=json.dumps(body, ensure_ascii=False).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            content = response.content
+            assert isinstance(content, dict)
+            results = content.get("results") or []
+            return [Created(r["uri"], r["cid"]) for r in results if isinstance(r, dict) and "uri" in r]
+
+        return self._call("com.atproto.repo.applyWrites", call)
+
+    def get_record(self, uri: str) -> tuple[str, dict[str, Any]] | None:
+        """(cid, value) of any record by its AT-URI, read through this account's PDS; None
+        when it does not exist."""
+        did, collection, rkey = uri.removeprefix("at://").split("/", 2)
+
+        def call() -> tuple[str, dict[str, Any]] | None:
+            try:
+                response = self._client.invoke_query(
+                    "com.atproto.repo.getRecord",
+                    params=models.ComAtprotoRepoGetRecord.Params(repo=did, collection=collection, rkey=rkey))
+            except BadRequestError as exc:
+                if translate(exc).error == "RecordNotFound":
+                    return None
+                raise
+            content = response.content
+            if not isinstance(content, dict) or not isinstance(content.get("cid"), str):
+                return None
+            value = content.get("value")
+            return content["cid"], value if isinstance(value, dict) else {}
+
+        return self._call("com.atproto.repo.getRecord", call)
 
     def get_post(self, rkey: str) -> Created | None:
         """The record this rkey names, if an earlier attempt created it."""

@@ -172,7 +172,8 @@ def set_post_status(conn: Conn, seq: int, status: str, reason: str | None, now: 
 
 def list_posts(conn: Conn, *, status: str | Sequence[str] | None = None, limit: int = 50,
                before_seq: int | None = None) -> list[Row]:
-    where, params = ["1 = 1"], {"limit": limit}
+    # replies from the site are listed under their post, not among the posts
+    where, params = ["kind = 'post'"], {"limit": limit}
     if status:
         where.append(f"status IN {in_list('st', [status] if isinstance(status, str) else status, params)}")
     if before_seq is not None:
@@ -182,7 +183,8 @@ def list_posts(conn: Conn, *, status: str | Sequence[str] | None = None, limit: 
 
 
 def count_posts_by_status(conn: Conn) -> dict[str, int]:
-    return {r["status"]: r["n"] for r in conn.all("SELECT status, COUNT(*) AS n FROM posts GROUP BY status")}
+    return {r["status"]: r["n"] for r in conn.all(
+        "SELECT status, COUNT(*) AS n FROM posts WHERE kind = 'post' GROUP BY status")}
 
 
 def insert_post_if_absent(conn: Conn, *, post_id: str, document: Mapping[str, Any], status: str,

@@ -51,6 +51,9 @@ class DeliveryRow:
     completed_at: float | None
     intent: str = "publish"  # publish: create the record; delete: remove it
     generation: int = 0
+    # the gates written with the post (see gates.py): threadgate rules, postgate
+    threadgate: str | None = None
+    postgate: bool = False
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "DeliveryRow":
@@ -60,7 +63,8 @@ class DeliveryRow:
                    next_attempt_at=row["next_attempt_at"], rkey=str(row["rkey"]), uri=row["uri"],
                    cid=row["cid"], url=row["url"], error=row["error"],
                    failure_kind=row.get("failure_kind"), completed_at=row["completed_at"],
-                   intent=str(row.get("intent") or "publish"), generation=int(row.get("generation") or 0))
+                   intent=str(row.get("intent") or "publish"), generation=int(row.get("generation") or 0),
+                   threadgate=row.get("threadgate"), postgate=bool(row.get("postgate")))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -34,6 +34,10 @@ accounts = sa.Table(
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    # who may reply to its posts: NULL = everyone, else "nobody" or "following,mentioned"
+    sa.Column("replies", sa.String(64), nullable=True),
+    # false: its posts get a postgate that disables quoting
+    sa.Column("quotes", sa.Boolean, nullable=False, server_default=sa.true()),
 )
 
 posts = sa.Table(
@@ -52,7 +56,17 @@ posts = sa.Table(
     sa.Column("delete_requested_at", sa.Float, nullable=True),
     # which deliveries are the post's own: a repost starts a new generation with new record keys
     sa.Column("generation", sa.Integer, nullable=False, server_default=sa.text("0")),
+    # "post" (the site's) or "reply" (a site comment published under a post's record)
+    sa.Column("kind", sa.String(16), nullable=False, server_default="post"),
+    # replies: the post they answer (its seq), the site's comment id, and the record answered
+    # when it is not the post's own record (uri; cid when known at submit)
+    sa.Column("parent_seq", sa.Integer, nullable=True),
+    sa.Column("reply_id", sa.String(255), nullable=True),
+    sa.Column("reply_parent_uri", sa.String(2048), nullable=True),
+    sa.Column("reply_parent_cid", sa.String(256), nullable=True),
     sa.Index("ix_posts_status_seq", "status", "seq"),
+    # one comment id per post: the same reply is never published twice
+    sa.Index("uq_posts_parent_reply", "parent_seq", "reply_id", unique=True),
 )
 
 deliveries = sa.Table(
@@ -85,6 +99,11 @@ deliveries = sa.Table(
     sa.Column("intent", sa.String(16), nullable=False, server_default=sa.text("'publish'")),
     sa.Column("generation", sa.Integer, nullable=False, server_default=sa.text("0")),
     sa.UniqueConstraint("post_seq", "account_id", "generation", name="uq_deliveries_post_account"),
+    # the gates written with the post in one applyWrites, under the post's rkey (deleting the
+    # post deletes them): the threadgate's rules ("nobody", "following,mentioned"; NULL: none)
+    # and whether a postgate disables quotes. Fixed at submit, so every attempt writes the same.
+    sa.Column("threadgate", sa.String(64), nullable=True),
+    sa.Column("postgate", sa.Boolean, nullable=False, server_default=sa.false()),
     # a record key names one record of an account: two deliveries never share it
     sa.Index("uq_deliveries_account_rkey", "account_id", "rkey", unique=True),
     sa.Index("ix_deliveries_account_status_seq", "account_id", "status", "post_seq"),

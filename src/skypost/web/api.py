@@ -10,13 +10,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from skypost.app import DEFAULT_SERVICE, Skypost
-from skypost.models import AccountError, PostStatus, ValidationError, normalize_handle
+from skypost.models import AccountError, PostStatus, ValidationError, normalize_handle, printable, reply_rules
+from skypost.replies import UnknownPost
 from skypost.web import openapi
 from skypost.web.http import Offload, field_errors, json_error, post_response, read_json
 from skypost.web.submission import submit_document
 
 MAX_PAGE = 200
-ACCOUNT_FIELDS = ("handle", "app_password", "service", "auto_syndicate", "include_categories", "exclude_categories")
+ACCOUNT_FIELDS = ("handle", "app_password", "service", "auto_syndicate", "include_categories", "exclude_categories",
+                  "replies", "quotes")
+REPLY_FIELDS = ("id", "text", "parent", "account")
 STATUSES = tuple(s.value for s in PostStatus)
 
 
@@ -52,6 +55,16 @@ def parse_account_body(body: Any, *, creating: bool) -> dict[str, Any]:
             errors[key] = "must be a string"
         elif key in body:
             values[key] = body[key]
+    if "replies" in body:
+        try:
+            values["replies"] = reply_rules(body["replies"])
+        except ValidationError as exc:
+            errors.update(exc.errors)
+    if "quotes" in body:
+        if isinstance(body["quotes"], bool):
+            values["quotes"] = body["quotes"]
+        else:
+            errors["quotes"] = "must be true or false"
     if "auto_syndicate" in body:
         if isinstance(body["auto_syndicate"], bool):
             values["auto_syndicate"] = body["auto_syndicate"]
@@ -175,6 +188,29 @@ def routes(skypost: Skypost, offload: Offload) -> list[BaseRoute]:
             return json_error(404, "no post with this id")
         return JSONResponse(status, status_code=202)
 
+    async def create_reply(request: Request) -> Response:
+        post_id = request.path_params["post_id"]
+        try:
+            body = await read_json(request)
+            if not isinstance(body, Mapping):
+                raise ValidationError({"body": 'must be a JSON object, e.g. {"id": "c1", "text": "Thanks!"}'})
+            unknown = [k for k in body if k not in REPLY_FIELDS]
+            if unknown:
+                raise ValidationError({printable(str(unknown[0]))[:100]: "unknown field"})
+            status, created = await offload(skypost.reply_state, post_id, body.get("id"), body.get("text"),
+                                            parent=body.get("parent"), account=body.get("account"))
+        except ValidationError as exc:
+            return field_errors(exc.errors)
+        except UnknownPost:
+            return json_error(404, "no post with this id")
+        return JSONResponse(status, status_code=202 if created else 200)
+
+    async def list_replies(request: Request) -> Response:
+        items = await offload(skypost.replies, request.path_params["post_id"])
+        if items is None:
+            return json_error(404, "no post with this id")
+        return JSONResponse({"items": items})
+
     async def pause(request: Request) -> Response:
         await offload(skypost.pause)
         return JSONResponse({"paused": True})
@@ -206,7 +242,8 @@ def routes(skypost: Skypost, offload: Offload) -> list[BaseRoute]:
                 skypost.add_account, values["handle"], values["app_password"],
                 service=values.get("service", DEFAULT_SERVICE), auto_syndicate=values.get("auto_syndicate", True),
                 include_categories=values.get("include_categories"),
-                exclude_categories=values.get("exclude_categories"))
+                exclude_categories=values.get("exclude_categories"),
+                replies=values.get("replies"), quotes=values.get("quotes"))
         except ValidationError as exc:
             return field_errors(exc.errors)
         except AccountError as exc:
@@ -265,6 +302,8 @@ def routes(skypost: Skypost, offload: Offload) -> list[BaseRoute]:
         # ids may contain "/" (sent as %2F): the retry route is matched first
         Route("/posts/{post_id:path}/retry", retry_post, methods=["POST"]),
         Route("/posts/{post_id:path}/interactions", post_interactions, methods=["GET"]),
+        Route("/posts/{post_id:path}/replies", create_reply, methods=["POST"]),
+        Route("/posts/{post_id:path}/replies", list_replies, methods=["GET"]),
         Route("/posts/{post_id:path}", get_post, methods=["GET"]),
         Route("/posts/{post_id:path}", delete_post, methods=["DELETE"]),
         Route("/pause", pause, methods=["POST"]),

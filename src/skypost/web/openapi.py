@@ -32,6 +32,11 @@ _POST_ID = {"name": "post_id", "in": "path", "required": True, "schema": _STR,
             "description": "The site's id of the post (percent-encoded)"}
 _HANDLE = {"name": "handle", "in": "path", "required": True, "schema": _STR}
 
+_REPLIES = {"type": ["array", "null"], "items": {"type": "string",
+                                                  "enum": ["everyone", "nobody", "following", "mentioned"]},
+            "description": "Who may reply: everyone (no gate), nobody, or following and/or mentioned "
+                           "(a threadgate written with the post); default: the account's setting"}
+
 SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": _STR}},
     "FieldErrors": {
@@ -51,6 +56,9 @@ SCHEMAS: dict[str, Any] = {
             "published_at": {"type": ["string", "null"], "format": "date-time"},
             "dont_syndicate": {"type": ["boolean", "null"]},
             "post_type": {"type": ["string", "null"]},
+            "replies": _REPLIES,
+            "quotes": {"type": ["boolean", "null"],
+                       "description": "false: a postgate disables quoting (default: the account's)"},
         },
     },
     "Delivery": {
@@ -123,6 +131,7 @@ SCHEMAS: dict[str, Any] = {
             "handle": _STR, "did": _STR, "service": _STR, "auto_syndicate": {"type": "boolean"},
             "include_categories": _STRS, "exclude_categories": _STRS,
             "state": {"type": "string", "enum": ["active", "needs_reauth"]},
+            "replies": _STRS, "quotes": {"type": "boolean"},
             "requeued": {"type": "integer", "description": "Deliveries queued again (after an update)"},
             "health": {"type": "object"},
         },
@@ -134,6 +143,7 @@ SCHEMAS: dict[str, Any] = {
             "service": {"type": "string", "format": "uri", "default": "https://bsky.social"},
             "auto_syndicate": {"type": "boolean", "default": True},
             "include_categories": _STRS, "exclude_categories": _STRS,
+            "replies": _REPLIES, "quotes": {"type": "boolean", "default": True},
         },
     },
     "AccountUpdate": {
@@ -143,7 +153,31 @@ SCHEMAS: dict[str, Any] = {
                              "description": "A new app password; failed deliveries that waited for it are retried"},
             "service": {"type": "string", "format": "uri"}, "auto_syndicate": {"type": "boolean"},
             "include_categories": _STRS, "exclude_categories": _STRS,
+            "replies": _REPLIES, "quotes": {"type": "boolean"},
         },
+    },
+    "ReplyRequest": {
+        "type": "object", "required": ["id", "text"], "additionalProperties": False,
+        "properties": {
+            "id": {"anyOf": [{"type": "string", "minLength": 1, "maxLength": 200}, {"type": "integer"}],
+                   "description": "The site's id of the comment: the same id is never published twice"},
+            "text": {"type": "string", "minLength": 1,
+                     "description": "Composed like a post's custom text: cut to 300 graphemes with \u2026, "
+                                    "facets for links, mentions and hashtags"},
+            "parent": {"type": ["string", "null"],
+                       "description": "The AT-URI of the record to answer, in the post's thread (a reply the "
+                                      "backfeed stored, or any post whose root is the post); default: the post"},
+            "account": {"type": ["string", "null"],
+                        "description": "Only as this account (default: every account the post went to)"},
+        },
+    },
+    "ReplyStatus": {
+        "allOf": [_ref("PostStatus"), {
+            "type": "object", "required": ["reply_to"],
+            "properties": {"id": {"type": "string", "description": "The comment id"},
+                           "reply_to": {"type": "string", "description": "The post's id"},
+                           "parent": {"type": "string", "description": "The record answered, when not the post"}},
+        }],
     },
     "Event": {
         "type": "object",
@@ -196,6 +230,18 @@ PATHS: dict[str, Any] = {
             "properties": {"account": {"type": "string", "description": "Only this account's delivery"},
                            "repost": {"type": "boolean", "description": "Publish a deleted post again, as new "
                                                                         "records (likes and replies are lost)"}}}}}}),
+    },
+    "/api/v1/posts/{post_id}/replies": {
+        "post": _op("Publish a comment of the site as a reply under the post (returns at once)", {
+            "202": _json(_ref("ReplyStatus"), "Accepted: a new reply"),
+            "200": _json(_ref("ReplyStatus"), "This comment id is already known: its status, nothing sent again"),
+            "404": _ERROR, "413": _TOO_LARGE, "422": _INVALID,
+        }, parameters=[_POST_ID],
+            requestBody={"required": True, "content": {"application/json": {"schema": _ref("ReplyRequest")}}}),
+        "get": _op("The replies from the site to a post, oldest first", {
+            "200": _json({"type": "object", "properties": {"items": {"type": "array",
+                                                                     "items": _ref("ReplyStatus")}}}, "Replies"),
+            "404": _ERROR}, parameters=[_POST_ID]),
     },
     "/api/v1/pause": {"post": _op("Hold all syndication (nothing is dropped)", {
         "200": _json({"type": "object", "properties": {"paused": {"type": "boolean"}}}, "Paused")})},

@@ -26,7 +26,7 @@ def test_api_replies(web, network):
     r = web.post("/api/v1/posts/7/replies", json={"id": 99, "text": "Merci !"})
     assert r.status_code == 202, r.text
     assert r.json()["id"] == "99" and r.json()["reply_to"] == "7"
-    assert set(r.json()) == {"id", "status", "reason", "deliveries", "reply_to"}
+    assert set(r.json()) == {"id", "status", "reason", "deliveries", "interactions", "reply_to"}
     assert web.post("/api/v1/posts/7/replies", json={"id": "99", "text": "Merci !"}).status_code == 200
     web.app.run_worker(burst=True)
     items = web.get("/api/v1/posts/7/replies").json()["items"]

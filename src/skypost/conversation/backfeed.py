@@ -294,7 +294,8 @@ def _walk(fetch: Callable[[str | None], dict[str, Any]], key: str, when: Callabl
         if times:
             newest = max(times + ([newest] if newest is not None else []))
         cursor = _str(page.get("cursor"), 1024)
-        if not batch or not cursor or (times and min(times) < stop_at):
+        # a short page is the last one (servers hand out a cursor with it all the same)
+        if len(batch) < PAGE or not cursor or (times and min(times) < stop_at):
             return items, newest, False
     return items, newest, True
 
@@ -311,6 +312,8 @@ def _paged_set(fetch: Callable[[str | None], dict[str, Any]], key: str,
         items.extend(batch)
         found.update(v for v in (pick(item) for item in batch) if v)
         cursor = _str(page.get("cursor"), 1024)
+        # not "a short page is the last": a view drops blocked or taken-down items after paging,
+        # and what decides a removal must be the whole list
         if not batch or not cursor:
             return found, items, True
     return found, items, False

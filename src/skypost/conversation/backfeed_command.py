@@ -15,7 +15,7 @@ from skypost.cli import Ctx, clean, guarded
 @click.pass_obj
 @guarded
 def backfeed(ctx: Ctx, account: str | None, as_json: bool) -> None:
-    """Fetch the replies, quotes, likes and reposts of syndicated posts now, once.
+    """Poll Bluesky now for replies, quotes, likes, reposts.
 
     Workers also do this on their own, every SKYPOST_BACKFEED_INTERVAL seconds per account."""
     app = ctx.app()

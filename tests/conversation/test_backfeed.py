@@ -366,6 +366,76 @@ def test_gates_paused_needs_reauth_and_spent_budget_send_nothing(
     assert network_proxy.calls() == 0
 
 
+def test_a_429_blocks_the_host_budget_without_counting_against_the_breaker_and_headers_are_observed(
+        network: LocalNetwork, network_proxy: FaultProxy, make_app: Any, sqlite_url: str, clock: FakeClock) -> None:
+    site, fan = network.create_account("site"), network.create_account("fan")
+    app = make_app(sqlite_url, backfeed_interval=INTERVAL)
+    (d1,) = syndicate(network, app, "r1", site)
+    network.like(fan, d1)
+    wait_counts(network, d1["uri"], likeCount=1)
+    from skypost.pipeline import account_keys
+
+    with app.db.connect() as conn:
+        account = q.list_accounts(conn)[0]
+    host = account_keys(account["id"], account["service"], app.settings.egress_id)["host"]
+    network_proxy.add_rule("com.atproto.repo.listRecords", error(429, {"error": "RateLimitExceeded"},
+                                                                 {"Retry-After": "100"}))
+    clock.advance(INTERVAL + 1)
+    assert app.run_worker(burst=True) == 1
+    with app.db.connect() as conn:
+        limit = conn.one("SELECT * FROM rate_limits WHERE key = :k", {"k": host})
+        breaker = q.breaker(conn, account["id"])
+        job = conn.one("SELECT * FROM jobs WHERE kind = 'backfeed'")
+    assert limit is not None and limit["blocked_until"] == clock() + 100
+    assert breaker is None or breaker.failures == 0
+    assert job is not None and job["run_at"] == clock() + 100 and rows(app) == []
+    network_proxy.reset_counts()
+    assert app.backfeed()["accounts"][0]["outcome"] == "skipped" and network_proxy.calls() == 0
+
+    # after the block: the poll goes, and its answers' RateLimit headers become the host budget
+    reset = int(clock()) + 250
+    network_proxy.set_response_headers("app.bsky.notification.listNotifications", {
+        "RateLimit-Limit": "3000", "RateLimit-Remaining": "2500", "RateLimit-Reset": str(reset),
+        "RateLimit-Policy": "3000;w=300"})
+    clock.advance(101)
+    assert app.run_worker(burst=True) == 1
+    assert len(rows(app)) == 1
+    with app.db.connect() as conn:
+        limit = conn.one("SELECT * FROM rate_limits WHERE key = :k", {"k": host})
+    assert limit is not None and limit["remaining"] == 2500 and limit["reset_at"] == reset
+
+
+def test_a_publish_due_now_goes_before_a_poll(
+        network: LocalNetwork, network_proxy: FaultProxy, make_app: Any, sqlite_url: str, clock: FakeClock) -> None:
+    site = network.create_account("site")
+    app = make_app(sqlite_url, backfeed_interval=INTERVAL)
+    syndicate(network, app, "o1", site)
+    clock.advance(INTERVAL + 1)  # the backfeed job is due, and then a post comes in
+    app.submit({"id": "o2", "title": "Second", "url": "https://blog.example.com/o2"})
+    network_proxy.reset_counts()
+    app.run_worker(burst=True)
+    assert (app.status("o2") or {})["status"] == "completed"
+    assert network_proxy.calls("app.bsky.notification.listNotifications") == 0
+    with app.db.connect() as conn:
+        job = conn.one("SELECT * FROM jobs WHERE kind = 'backfeed'")
+    assert job is not None and job["status"] == "todo" and job["run_at"] == clock() + bf.STEP_ASIDE
+    clock.advance(bf.STEP_ASIDE)
+    assert app.run_worker(burst=True) == 1
+    assert network_proxy.calls("app.bsky.notification.listNotifications") == 1
+
+
+def test_backfeed_settings_come_from_the_environment_and_the_config_file(tmp_path: Any) -> None:
+    from skypost.config import load_settings
+
+    assert (load_settings(env={}).backfeed_interval, load_settings(env={}).backfeed_days) == (300.0, 14.0)
+    env = {"SKYPOST_BACKFEED_INTERVAL": "60", "SKYPOST_BACKFEED_DAYS": "3"}
+    assert (load_settings(env=env).backfeed_interval, load_settings(env=env).backfeed_days) == (60.0, 3.0)
+    config = tmp_path / "skypost.toml"
+    config.write_text("backfeed_interval = 0\nbackfeed_days = 30\n")
+    loaded = load_settings(env={}, config_file=config)
+    assert (loaded.backfeed_interval, loaded.backfeed_days) == (0.0, 30.0)
+
+
 def test_concurrent_polls_store_and_announce_each_reaction_once(
         network: LocalNetwork, make_app: Any, db_url: str, announced: list[tuple[int, str]]) -> None:
     site, fan = network.create_account("site"), network.create_account("fan")

@@ -68,6 +68,7 @@ FULL_RECONCILE_EVERY = 3600.0  # the recurring job looks at every delivery of th
 THREAD_DEPTH = 12  # reply levels read by getPostThread
 POSTS_PER_CALL = 25  # uris per getPosts
 MAX_TEXT = 20_000  # characters of a reply's or quote's text kept
+STEP_ASIDE = 5.0  # seconds a due backfeed job waits when a publish is due
 
 LIKE = "app.bsky.feed.like"
 REPOST = "app.bsky.feed.repost"
@@ -760,11 +761,18 @@ def ensure_jobs(app: "Skypost") -> int:
 
 def run_job(app: "Skypost", job: JobRow, owner: str, should_stop: Callable[[], bool]) -> None:
     """The backfeed job: poll, then come back after the interval (or when the gate that said
-    no lets go). The job ends when its account is gone or the recurring backfeed is off."""
+    no lets go). The job ends when its account is gone or the recurring backfeed is off. It
+    never delays a publish: while one is due it steps aside, and it holds no lock meanwhile."""
     account_id = job.args.get("account_id")
     interval = app.settings.backfeed_interval
     if not isinstance(account_id, int) or interval <= 0:
         app.queue.complete(job.id, owner)
+        return
+    now = app.clock()
+    with app.db.connect() as conn:
+        busy = qc.syndication_due(conn, now)
+    if busy:  # a publish due now goes first: this worker thread is its, the poll comes back shortly
+        app.queue.reschedule(job.id, owner, run_at=now + STEP_ASIDE)
         return
     result = poll_account(app, account_id, owner=owner, should_stop=should_stop)
     if result.outcome == "idle" and result.account == "":

@@ -39,6 +39,12 @@ def insert_backfeed_job(conn: Conn, *, account_id: int, run_at: float, now: floa
     return inserted
 
 
+def syndication_due(conn: Conn, now: float) -> bool:
+    """Whether a publish is waiting for a worker now (a poll steps aside for it)."""
+    return conn.scalar("SELECT id FROM jobs WHERE kind = 'syndicate' AND status = 'todo' AND run_at <= :now "
+                       "LIMIT 1", {"now": now}) is not None
+
+
 def account_ids(conn: Conn) -> list[int]:
     return [r["id"] for r in conn.all("SELECT id FROM accounts ORDER BY id")]
 

@@ -518,4 +518,6 @@ def test_the_backfeed_command(network: LocalNetwork, make_app: Any, sqlite_url: 
     assert json.loads(again.stdout)["new"] == dict.fromkeys(bf.KINDS, 0)
     unknown = _cli(env, "backfeed", "--account", "nobody.test")
     assert unknown.returncode == 2 and "account" in unknown.stderr and "nobody.test" in unknown.stderr
+    malformed = _cli(env, "backfeed", "--account", "not a handle!")
+    assert malformed.returncode == 2 and "error: account:" in malformed.stderr, malformed.stderr
     assert len(rows(app)) == 2

@@ -723,8 +723,11 @@ def backfeed(app: "Skypost", account: str | None = None) -> dict[str, Any]:
     reconciles every delivery of the window."""
     with app.db.connect() as conn:
         if account is not None:
-            handle = normalize_handle(account) if account.strip() else ""
-            row = q.account_by_handle(conn, handle) if handle else None
+            try:
+                handle = normalize_handle(account)
+            except ValidationError:
+                raise ValidationError({"account": f"{account!r} is not a valid handle"}) from None
+            row = q.account_by_handle(conn, handle)
             if row is None:
                 raise ValidationError({"account": f"no account @{account.strip().lstrip('@')} "
                                                    "(see `skypost account list`)"})

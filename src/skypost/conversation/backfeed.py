@@ -13,7 +13,7 @@ HTTP calls, and holds no lock a syndication needs. One poll:
 2. The account's own likes, reposts and posts (`listRecords`, newest first), which
    notifications omit, down to their own watermarks (createdAt) less the same grace, and
    never past the BACKFEED_DAYS window.
-3. Reconciliation of the deliveries published in the window (see `_due_for_reconciliation`):
+3. Reconciliation of the deliveries published in the window (which ones: below):
    `getPostThread`, `getLikes`, `getRepostedBy`, `getQuotes`. A stored reaction no longer
    listed is marked removed; replies and quotes listed but never stored are stored (so a lost
    watermark loses nothing). Likes and reposts are listed by actor, without their record URI:

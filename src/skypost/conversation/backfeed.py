@@ -111,14 +111,6 @@ class PollResult:
                 "removed": dict(self.removed), "requests": self.requests, "reconciled": self.reconciled}
 
 
-class _Failed(Exception):
-    """A read failed: the poll stores nothing of what it read."""
-
-    def __init__(self, error: Any):
-        self.error = error
-        super().__init__(str(error))
-
-
 # --- hostile JSON --------------------------------------------------------------------------------
 
 def _str(value: Any, limit: int) -> str | None:
@@ -439,8 +431,6 @@ def poll_account(app: "Skypost", account_id: int, *, owner: str | None = None, f
     try:
         _read(client, account, targets, state, reads, window_start=window_start, app=app,
               should_stop=should_stop or (lambda: False))
-    except _Failed as exc:
-        failure = exc.error
     except Exception as exc:  # noqa: BLE001 - every failure is classified, none escapes
         from skypost.bluesky.client import CallError, translate
 
@@ -457,7 +447,7 @@ def poll_account(app: "Skypost", account_id: int, *, owner: str | None = None, f
     now = app.clock()
     if failure is not None:
         return _record_failure(app, gate, reads, failure, now)
-    return _record(app, gate, targets, reads, now)
+    return _record(app, gate, reads, now)
 
 
 def _is_network(exc: BaseException) -> bool:
@@ -604,8 +594,7 @@ def _observations(conn: Conn, app: "Skypost", gate: _Gate, responses: Iterable[t
                              policy=observation.policy, now=now)
 
 
-def _record(app: "Skypost", gate: _Gate, targets: Sequence[Mapping[str, Any]], reads: _Reads,
-            now: float) -> PollResult:
+def _record(app: "Skypost", gate: _Gate, reads: _Reads, now: float) -> PollResult:
     account = gate.account
     result = PollResult(account.handle, "polled", requests=len(reads.responses), reconciled=len(reads.reconciled))
     unique: dict[str, Reaction] = {}

@@ -122,6 +122,9 @@ def make_app(clock: FakeClock, tmp_path: Path) -> Iterator[Callable[..., Skypost
     apps: list[Skypost] = []
 
     def factory(url: str, *, use_clock: bool = True, **overrides: Any) -> Skypost:
+        # the recurring backfeed is off unless a test asks for it: its polls would add requests,
+        # jobs and events to every test that advances the clock (`app.backfeed()` always works)
+        overrides.setdefault("backfeed_interval", 0.0)
         settings = load_settings(
             env={}, config_file=None, database_url=url, secret_key=TEST_KEY, allow_private_urls=True,
             poll_interval=0.05, http_timeout=10.0, **overrides,

@@ -448,6 +448,10 @@ class Skypost:
             replies=replies, quotes=quotes,
             timeout=self.settings.http_timeout, allow_private=self.settings.allow_private_urls,
         )
+        from skypost.conversation.backfeed import schedule_account
+
+        if account.id is not None:
+            schedule_account(self, account.id)
         return account.to_json()
 
     def update_account(self, handle: str, **changes: Any) -> dict[str, Any]:
@@ -474,6 +478,7 @@ class Skypost:
 
     def make_worker(self, *, burst: bool = False, concurrency: int = 1) -> "Worker":
         # loaded here, not at the top: `skypost submit` imports this module and must stay fast
+        from skypost.conversation import backfeed
         from skypost.sources import feeds
         from skypost.worker import JobKind, Worker
 
@@ -490,9 +495,11 @@ class Skypost:
             syndicator.SYNDICATE_JOB: JobKind(syndicate, load_post),
             PRUNE_JOB: JobKind(self._prune),
             **feeds.job_kinds(self),
+            **backfeed.job_kinds(self),
         }
         if not burst:
             self.queue.schedule_recurring(PRUNE_JOB, run_at=self.clock())
+        backfeed.ensure_jobs(self)
         return Worker(db=self.db, queue=self.queue, handlers=handlers, concurrency=concurrency, burst=burst,
                       poll_interval=self.settings.poll_interval)
 
@@ -506,6 +513,13 @@ class Skypost:
                     q.add_event(conn, ts=now, kind="pruned", message=f"deleted {jobs} finished job(s) and "
                                 f"{events} event(s) older than {self.settings.retention_days:g} days")
             q.reschedule_job(conn, job.id, owner=owner, run_at=now + self.settings.prune_interval, now=now)
+
+    def backfeed(self, account: str | None = None) -> dict[str, Any]:
+        """Poll Bluesky now, once, for the reactions to syndicated posts: one account (a handle)
+        or every account. Returns {"accounts": [...], "new": {kind: n}, "removed": {kind: n}}."""
+        from skypost.conversation.backfeed import backfeed
+
+        return backfeed(self, account)
 
     def run_worker(self, *, burst: bool = False, concurrency: int = 1) -> int:
         """Run a worker in this thread: until nothing is due (burst) or until stopped."""

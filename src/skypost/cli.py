@@ -142,6 +142,7 @@ class LazyGroup(click.Group):
         "hook": "skypost.web.commands:hook",
         "feed": "skypost.sources.commands:feed",
         "interactions": "skypost.conversation.commands:interactions",
+        "backfeed": "skypost.conversation.backfeed_command:backfeed",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -55,6 +55,10 @@ class Settings:
     cookie_secure: bool = False
     # peers (IPs or networks) whose X-Forwarded-Proto is believed (TLS-terminating proxies)
     trusted_proxies: tuple[str, ...] = ()
+    # seconds between two backfeed polls of an account (0: no recurring poll, `skypost backfeed` only)
+    backfeed_interval: float = 300.0
+    # the backfeed looks after posts syndicated in the last this many days
+    backfeed_days: float = 14.0
 
     def key_file(self) -> Path:
         """Where the Fernet key lives when it is not given in SKYPOST_SECRET_KEY."""
@@ -83,7 +87,8 @@ def sqlite_path(url: str) -> Path | None:
 _FLOAT_LIST = ("retry_delays",)
 _INTS = ("circuit_threshold", "rate_limit_reserve")
 _FLOATS = ("circuit_cooldown", "job_lease", "poll_interval", "worker_stale_after", "http_timeout",
-           "feed_min_interval", "feed_cutoff_grace", "retention_days", "prune_interval")
+           "feed_min_interval", "feed_cutoff_grace", "retention_days", "prune_interval",
+           "backfeed_interval", "backfeed_days")
 _BOOLS = ("allow_private_urls", "cookie_secure")
 _NETWORKS = ("trusted_proxies",)
 _STRINGS = ("database_url", "secret_key", "secret_key_file", "queue", "egress_id")

@@ -613,7 +613,7 @@ class Pipeline:
             q.add_event(conn, ts=now, kind="record_deleted", post_id=post.id, account=handle,
                         message=f"removed from @{handle}: at://{row.did}/app.bsky.feed.post/{row.rkey}",
                         data={"rkey": row.rkey})
-            self._healthy_answer(conn, account, post.id, now)
+            self.healthy_answer(conn, account, post.id, now)
             self._wake_next(conn, row, now)
             return None
         if switched and failure is not None:
@@ -637,7 +637,7 @@ class Pipeline:
             q.add_event(conn, ts=now, kind="published", post_id=post.id, account=row.handle,
                         message=f"published to @{row.handle}: {url}{note}",
                         data={"uri": result.uri, "cid": result.cid, "url": url})
-            self._healthy_answer(conn, account, post.id, now)
+            self.healthy_answer(conn, account, post.id, now)
             self._wake_next(conn, row, now)
             return None if kept else now
         if failure.kind is rz.FailureKind.RATE_LIMITED:
@@ -668,20 +668,11 @@ class Pipeline:
                                                          failure_kind=DeliveryFailure.AUTH), account, now)
         if failure.kind is rz.FailureKind.PERMANENT:
             # a real answer from a healthy server: it breaks a run of transient failures
-            self._healthy_answer(conn, account, post.id, now)
+            self.healthy_answer(conn, account, post.id, now)
             what = "the delete" if row.intent == Intent.DELETE.value else "the post"
             self._fail(conn, row, post, DeliveryFailure.PERMANENT, f"Bluesky refused {what}: {failure.message}", now)
             return None
-        # transient: counted against the breaker in one row-locked read-modify-write
-        before = q.breaker_for_update(conn, account.id, now)
-        after = rz.breaker_after_failure(before, now, threshold=self.settings.circuit_threshold,
-                                         cooldown=self.settings.circuit_cooldown, was_probe=probe)
-        q.store_breaker(conn, after, now)
-        opened = after.state == "open" and (before.state == "closed" or probe)
-        if opened:
-            q.add_event(conn, ts=now, kind="circuit_open", level="warning", account=handle, post_id=post.id,
-                        message=f"circuit opened for @{handle} for {self.settings.circuit_cooldown:g} s after "
-                                f"{after.failures} consecutive failures" + (" (the probe failed)" if probe else ""))
+        after = self.count_failure(conn, account, probe=probe, now=now, post_id=post.id)
         attempts = row.attempts + 1
         delay = rz.retry_delay(attempts, self.settings.retry_delays)
         if delay is None:
@@ -713,7 +704,23 @@ class Pipeline:
         q.hold_deliveries(conn, status=DeliveryStatus.CIRCUIT_OPEN.value, until=until, now=now,
                           account_id=account.id)
 
-    def _healthy_answer(self, conn: Conn, account: AccountRow, post_id: str, now: float) -> None:
+    def count_failure(self, conn: Conn, account: AccountRow, *, probe: bool, now: float,
+                      post_id: str | None = None) -> BreakerRow:
+        """A transient failure, counted against the account's breaker in one row-locked
+        read-modify-write (the backfeed's polls count too). Returns the breaker after it."""
+        handle = account.handle
+        before = q.breaker_for_update(conn, account.id, now)
+        after = rz.breaker_after_failure(before, now, threshold=self.settings.circuit_threshold,
+                                         cooldown=self.settings.circuit_cooldown, was_probe=probe)
+        q.store_breaker(conn, after, now)
+        opened = after.state == "open" and (before.state == "closed" or probe)
+        if opened:
+            q.add_event(conn, ts=now, kind="circuit_open", level="warning", account=handle, post_id=post_id,
+                        message=f"circuit opened for @{handle} for {self.settings.circuit_cooldown:g} s after "
+                                f"{after.failures} consecutive failures" + (" (the probe failed)" if probe else ""))
+        return after
+
+    def healthy_answer(self, conn: Conn, account: AccountRow, post_id: str | None, now: float) -> None:
         """The server answered for real: close the breaker if it counted anything."""
         current = q.breaker(conn, account.id)
         if current is None or (current.state == "closed" and not current.failures):

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Callable, TypeVar
-from urllib.parse import urlsplit
+from typing import Any, Callable, Mapping, Sequence, TypeVar
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 from atproto import Client, SessionEvent, models
@@ -302,6 +302,47 @@ class BlueskyClient:
                 return None
             raise
         return result.did
+
+    # --- reads (the backfeed): app.bsky.* goes through the account's PDS to its AppView ----
+
+    def query(self, method: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """One XRPC query with this account's session; the answer's JSON object (an empty
+        dict when it is not one). List values repeat the parameter (`reasons=a&reasons=b`)."""
+        pairs = [(k, v) for k, value in params.items() if value is not None
+                 for v in (value if isinstance(value, (list, tuple)) else [value])]
+
+        def call() -> dict[str, Any]:
+            suffix = "?" + urlencode(pairs) if pairs else ""
+            response = self._client.invoke_query(method + suffix)
+            content = response.content
+            return content if isinstance(content, dict) else {}
+
+        return self._call(method, call)
+
+    def list_notifications(self, *, reasons: Sequence[str], cursor: str | None = None,
+                           limit: int = 100) -> dict[str, Any]:
+        return self.query("app.bsky.notification.listNotifications",
+                          {"reasons": list(reasons), "cursor": cursor, "limit": limit})
+
+    def list_records(self, collection: str, *, cursor: str | None = None, limit: int = 100) -> dict[str, Any]:
+        """The account's own records of a collection, newest first."""
+        return self.query("com.atproto.repo.listRecords",
+                          {"repo": self.did, "collection": collection, "cursor": cursor, "limit": limit})
+
+    def get_posts(self, uris: Sequence[str]) -> dict[str, Any]:
+        return self.query("app.bsky.feed.getPosts", {"uris": list(uris)})
+
+    def get_post_thread(self, uri: str, *, depth: int) -> dict[str, Any]:
+        return self.query("app.bsky.feed.getPostThread", {"uri": uri, "depth": depth, "parentHeight": 0})
+
+    def get_likes(self, uri: str, *, cursor: str | None = None, limit: int = 100) -> dict[str, Any]:
+        return self.query("app.bsky.feed.getLikes", {"uri": uri, "cursor": cursor, "limit": limit})
+
+    def get_reposted_by(self, uri: str, *, cursor: str | None = None, limit: int = 100) -> dict[str, Any]:
+        return self.query("app.bsky.feed.getRepostedBy", {"uri": uri, "cursor": cursor, "limit": limit})
+
+    def get_quotes(self, uri: str, *, cursor: str | None = None, limit: int = 100) -> dict[str, Any]:
+        return self.query("app.bsky.feed.getQuotes", {"uri": uri, "cursor": cursor, "limit": limit})
 
     def close(self) -> None:
         if self._owns_transport:

@@ -299,3 +299,39 @@ interactions = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Index("ix_interactions_post_seq_kind", "post_seq", "kind"),
 )
+
+# --- the backfeed: how far each account's polls have read -------------------------------
+
+backfeed_state = sa.Table(
+    "backfeed_state",
+    metadata,
+    sa.Column("account_id", sa.Integer, sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    # watermarks, in the network's own times (not this host's clock): the AppView's indexedAt of
+    # the newest notification read, the createdAt of the newest own like / repost / post read
+    sa.Column("notifications_until", sa.Float, nullable=True),
+    sa.Column("likes_until", sa.Float, nullable=True),
+    sa.Column("reposts_until", sa.Float, nullable=True),
+    sa.Column("posts_until", sa.Float, nullable=True),
+    sa.Column("polls", sa.Integer, nullable=False, default=0),
+    sa.Column("last_poll_at", sa.Float, nullable=True),
+    sa.Column("full_reconciled_at", sa.Float, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+# a reaction is matched to the delivery whose record it targets, by that record's AT-URI
+sa.Index("ix_deliveries_uri", deliveries.c.uri)
+# reconciliation reads the live reactions of one delivery
+sa.Index("ix_interactions_delivery_kind", interactions.c.delivery_id, interactions.c.kind)
+
+# one waiting or running backfeed job per account: the account id lives in the JSON args,
+# so the unique partial index is on an expression, spelt per database
+BACKFEED_JOB_INDEX = {
+    "sqlite": "CREATE UNIQUE INDEX IF NOT EXISTS uq_jobs_backfeed ON jobs "
+              "(json_extract(args, '$.account_id')) WHERE kind = 'backfeed' AND status IN ('todo', 'doing')",
+    "postgresql": "CREATE UNIQUE INDEX IF NOT EXISTS uq_jobs_backfeed ON jobs "
+                  "((args->>'account_id')) WHERE kind = 'backfeed' AND status IN ('todo', 'doing')",
+}
+for _dialect, _ddl in BACKFEED_JOB_INDEX.items():
+    sa.event.listen(jobs, "after_create",
+                    sa.DDL(_ddl).execute_if(dialect=_dialect))  # type: ignore[no-untyped-call]

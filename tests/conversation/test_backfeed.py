@@ -521,3 +521,31 @@ def test_the_backfeed_command(network: LocalNetwork, make_app: Any, sqlite_url: 
     malformed = _cli(env, "backfeed", "--account", "not a handle!")
     assert malformed.returncode == 2 and "error: account:" in malformed.stderr, malformed.stderr
     assert len(rows(app)) == 2
+
+
+def test_replies_from_the_site_are_not_echoed_back_and_answers_to_them_attach_to_the_post(
+        network: LocalNetwork, make_app: Any, sqlite_url: str, announced: list[tuple[int, str]]) -> None:
+    site, ann = network.create_account("echo"), network.create_account("ann")
+    app = make_app(sqlite_url)
+    (record,) = syndicate(network, app, "echo-1", site)
+    ann_reply = network.post(ann, "a question", reply_to=record)
+    app.reply("echo-1", "c1", "an answer from the site's comments")  # published by skypost as @site
+    app.run_worker(burst=True)
+    (published,) = [d for d in app.status("echo-1")["deliveries"] if d["status"] == "completed"]
+    site_reply = app.replies("echo-1")[0]["deliveries"][0]
+    assert site_reply["status"] == "completed", site_reply
+    ann_again = network.post(ann, "thanks!", reply_to={"uri": site_reply["uri"], "cid": site_reply["cid"]},
+                             root=record)
+    network.wait_for(lambda: counts(network, record["uri"]).get("replyCount") == 2)
+    network.wait_for(lambda: any(r["post"]["uri"] == ann_again["uri"] for t in network.thread(record["uri"])["replies"]
+                                 for r in t.get("replies", [])))
+
+    summary = app.backfeed()
+    live = live_by_uri(app)
+    # the site's own comment is not a reaction: telling the site about it would echo it back
+    assert site_reply["uri"] not in live
+    assert set(live) == {ann_reply["uri"], ann_again["uri"]}, live
+    assert live[ann_again["uri"]]["parent_uri"] == site_reply["uri"]
+    assert {r["post_seq"] for r in live.values()} == {live[ann_reply["uri"]]["post_seq"]}
+    assert live[ann_again["uri"]]["subject_uri"] == published["uri"]
+    assert summary["new"]["reply"] == 2 and len(announced) == 2

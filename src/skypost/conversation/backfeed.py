@@ -605,7 +605,7 @@ def _record(app: "Skypost", gate: _Gate, reads: _Reads, now: float) -> PollResul
         # breaker first (lock order: breaker, delivery, jobs, budgets)
         app.pipeline.healthy_answer(conn, account, None, now)
         deliveries = qc.deliveries_by_uri(conn, subjects)
-        known = qc.known_interaction_uris(conn, unique)
+        known = qc.known_interaction_uris(conn, unique) | qc.published_uris(conn, unique)
         for reaction in unique.values():
             if reaction.uri in known:
                 continue

@@ -97,14 +97,29 @@ def syndicated_since(conn: Conn, account_id: int, since: float) -> list[Row]:
 
 
 def deliveries_by_uri(conn: Conn, uris: Iterable[str]) -> dict[str, Row]:
-    """The published deliveries whose record is one of `uris` (one query per 500 URIs)."""
+    """The published deliveries of site posts whose record is one of `uris` (one query per 500
+    URIs). Replies from the site are deliveries too, but a reaction to one belongs to the post
+    at its thread's root, which its `reply.root` names."""
     found: dict[str, Row] = {}
     for chunk in _chunks(uris):
         params: dict[str, Any] = {}
         rows = conn.all(
-            "SELECT id, post_seq, account_id, handle, uri FROM deliveries "
-            f"WHERE uri IN {in_list('u', chunk, params)} AND status = 'completed'", params)
+            "SELECT d.id, d.post_seq, d.account_id, d.handle, d.uri FROM deliveries d "
+            "JOIN posts p ON p.seq = d.post_seq "
+            f"WHERE d.uri IN {in_list('u', chunk, params)} AND d.status = 'completed' AND p.kind = 'post'",
+            params)
         found.update((r["uri"], r) for r in rows)
+    return found
+
+
+def published_uris(conn: Conn, uris: Iterable[str]) -> set[str]:
+    """Which of `uris` are skypost's own records (posts and replies from the site): never
+    reactions, or the site would be told about its own comments."""
+    found: set[str] = set()
+    for chunk in _chunks(uris):
+        params: dict[str, Any] = {}
+        found.update(r["uri"] for r in conn.all(
+            f"SELECT uri FROM deliveries WHERE uri IN {in_list('u', chunk, params)}", params))
     return found
 
 

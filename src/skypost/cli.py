@@ -141,6 +141,7 @@ class LazyGroup(click.Group):
         "token": "skypost.web.commands:token",
         "hook": "skypost.web.commands:hook",
         "feed": "skypost.sources.commands:feed",
+        "notify": "skypost.conversation.commands:notify",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -86,10 +86,14 @@ def check_target_url(url: str, *, allow_private: bool) -> str:
     host = parsed.raw_host.decode("ascii")
     try:
         addresses = [host] if _is_ip(host) else default_resolver(host, parsed.port or 443)
-    except (OSError, UnicodeError) as exc:
-        raise ValidationError({"url": f"cannot resolve {host}: {exc}"}) from None
+    except (OSError, UnicodeError):
+        # a name that does not resolve reaches nobody; every send checks the addresses again
+        return url
     for address in addresses:
-        why = address_refusal(address.split("%", 1)[0])
+        try:
+            why = address_refusal(address.split("%", 1)[0])
+        except ValueError:
+            why = f"refused: {address} is not an IP address"
         if why:
             raise ValidationError({"url": why + " (set SKYPOST_ALLOW_PRIVATE_URLS=1 to allow it)"})
     return url
@@ -105,8 +109,8 @@ def _is_ip(host: str) -> bool:
 
 def add_target(app: "Skypost", url: str, events: Sequence[str] | str | None = None) -> str:
     """Register a webhook target; returns its signing secret (shown once, stored encrypted)."""
-    url = check_target_url(url, allow_private=app.settings.allow_private_urls)
     chosen = _check_events(events)
+    url = check_target_url(url, allow_private=app.settings.allow_private_urls)
     secret = secrets.token_hex(32)
     secret_enc = app.cipher().encrypt(secret)
     now = app.clock()

@@ -125,9 +125,9 @@ def finish_event(conn: Conn, row_id: int, *, owner: str, status: str, http_statu
     conn.execute(
         "UPDATE outbox SET status = :status, lease_owner = NULL, lease_until = NULL, last_status = :code, "
         "last_error = :error, next_attempt_at = NULL, updated_at = :now, "
-        "sent_at = CASE WHEN :status = 'sent' THEN :now ELSE sent_at END "
-        "WHERE id = :id AND lease_owner = :owner AND status = 'sending'",
-        {"status": status, "code": http_status, "error": error, "now": now, "id": row_id, "owner": owner})
+        "sent_at = COALESCE(:sent_at, sent_at) WHERE id = :id AND lease_owner = :owner AND status = 'sending'",
+        {"status": status, "code": http_status, "error": error, "now": now, "id": row_id, "owner": owner,
+         "sent_at": now if status == "sent" else None})
     return conn.rowcount == 1
 
 
@@ -142,8 +142,10 @@ def retry_event(conn: Conn, row_id: int, *, owner: str, at: float, http_status: 
 
 
 def next_event_due_at(conn: Conn) -> float | None:
-    """When the next unfinished row becomes due (a pending attempt or a claimed row's lease end)."""
-    pending = conn.scalar("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'")
+    """When the next unfinished row becomes due (a pending attempt or a claimed row's lease
+    end). A row that waits for an earlier one of its order key is not counted: it becomes
+    due when that one is done, whose own time is counted."""
+    pending = conn.scalar(f"SELECT MIN(o.next_attempt_at) FROM outbox o WHERE o.status = 'pending' AND {_IN_ORDER}")
     leased = conn.scalar("SELECT MIN(lease_until) FROM outbox WHERE status = 'sending'")
     times = [t for t in (pending, leased) if t is not None]
     return min(times) if times else None

@@ -224,7 +224,7 @@ class WebmentionSite:
 
     def _handle(self, h: BaseHTTPRequestHandler, method: str, body: bytes) -> None:
         path = h.path
-        if method == "POST" and path.startswith("/webmention"):
+        if method == "POST":  # the endpoint, wherever a page says it is
             self._receive(h, path, body)
             return
         found = self.pages.get(path)

@@ -12,14 +12,21 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from typing import Any
 
 import pytest
+
+with warnings.catch_warnings():  # Starlette suggests httpx2; httpx (a project dependency) works the same
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
 
 from skypost.conversation.outbox import post_status_changed
 from skypost.models import ValidationError
 from skypost.store import queries as q
 from skypost.syndicator import requeue_post
+from skypost.web import create_app
+from skypost.web.tokens import create_token
 from tests.conftest import TEST_KEY
 from tests.conversation.support import (WebhookReceiver, insert_interaction, insert_post, outbox_rows,
                                         remove_interaction, run_until_settled)
@@ -242,3 +249,26 @@ def test_two_workers_on_postgresql_send_each_event_once(db_url, make_app, clock)
               f"{count / elapsed:.0f} events/s")
     finally:
         receiver.close()
+
+
+def test_the_dashboard_lists_targets_and_recent_deliveries(sqlite_url, make_app, clock):
+    app = make_app(sqlite_url)
+    failing = WebhookReceiver(clock, lambda event: "404")
+    try:
+        secret = app.add_notify(failing.url, events=["interaction.created"])
+        failing.secret = secret
+        insert_interaction(app, insert_post(app, "p1", "https://blog.example.com/p1"), "like")
+        run_until_settled(app, clock)
+        token = create_token(app.db, "tests", now=app.clock())
+        with TestClient(create_app(app), follow_redirects=False) as client:
+            assert client.get("/notifications").status_code == 303  # login first
+            login = client.get("/login").text
+            csrf = re.search(r'name="csrf" value="([^"]+)"', login).group(1)
+            client.post("/login", data={"csrf": csrf, "token": token, "next": "/notifications"})
+            page = client.get("/notifications")
+        assert page.status_code == 200
+        assert failing.url in page.text and "HTTP 404" in page.text and "failed" in page.text
+        assert "SKYPOST_PUBLIC_URL</code> is not set" in page.text
+        assert secret not in page.text
+    finally:
+        failing.close()

@@ -22,8 +22,10 @@ with warnings.catch_warnings():  # Starlette suggests httpx2; httpx (a project d
     from starlette.testclient import TestClient
 
 from skypost.conversation.outbox import post_status_changed
+from skypost.conversation import notify
 from skypost.models import ValidationError
 from skypost.store import queries as q
+from skypost.store import queries_outbox as qo
 from skypost.syndicator import requeue_post
 from skypost.web import create_app
 from skypost.web.tokens import create_token
@@ -272,3 +274,32 @@ def test_the_dashboard_lists_targets_and_recent_deliveries(sqlite_url, make_app,
         assert secret not in page.text
     finally:
         failing.close()
+
+
+def test_a_worker_that_dies_after_sending_leaves_the_event_to_be_sent_again_with_the_same_id(
+        db_url, make_app, clock):
+    app = make_app(db_url)
+    receiver = WebhookReceiver(clock)
+    try:
+        receiver.secret = app.add_notify(receiver.url, events=["interaction.created"])
+        insert_interaction(app, insert_post(app, "p1", "https://blog.example.com/p1"), "reply", text="hi")
+        fetcher = notify.make_fetcher(app)
+        with app.db.transaction() as conn:  # the dead worker: claimed and sent, never recorded
+            row = qo.claim_event(conn, owner="dead-worker", now=app.clock(), lease=60)
+        assert row is not None and row.channel == "webhook"
+        assert notify.send_one(app, fetcher, row).status == "sent"
+        fetcher.close()
+        app.run_worker(burst=True)
+        assert len(receiver.deliveries) == 1  # its lease holds: nobody else sends it meanwhile
+        clock.advance(61)
+        run_until_settled(app, clock)
+        first, second = receiver.deliveries
+        assert first.event_id == second.event_id and first.body == second.body
+        assert len(receiver.unique()) == 1
+        sent = [r for r in outbox_rows(app) if r["channel"] == "webhook"]
+        assert [(r["status"], r["attempts"]) for r in sent] == [("sent", 2)]
+        with app.db.transaction() as conn:  # the dead worker's late outcome is refused
+            assert not qo.finish_event(conn, row.id, owner="dead-worker", status="sent", http_status=200,
+                                       error=None, now=app.clock())
+    finally:
+        receiver.close()

@@ -284,10 +284,10 @@ def test_a_worker_that_dies_after_sending_leaves_the_event_to_be_sent_again_with
         receiver.secret = app.add_notify(receiver.url, events=["interaction.created"])
         insert_interaction(app, insert_post(app, "p1", "https://blog.example.com/p1"), "reply", text="hi")
         fetcher = notify.make_fetcher(app)
-        with app.db.transaction() as conn:  # the dead worker: claimed and sent, never recorded
-            row = qo.claim_event(conn, owner="dead-worker", now=app.clock(), lease=60)
-        assert row is not None and row.channel == "webhook"
-        assert notify.send_one(app, fetcher, row).status == "sent"
+        claimed = notify.claim(app, owner="dead-worker", lease=60)  # claimed and sent, never recorded
+        assert claimed is not None and claimed[0].channel == "webhook"
+        row = claimed[0]
+        assert notify.send_one(app, fetcher, *claimed).status == "sent"
         fetcher.close()
         app.run_worker(burst=True)
         assert len(receiver.deliveries) == 1  # its lease holds: nobody else sends it meanwhile

@@ -22,7 +22,7 @@ import ipaddress
 import json
 import secrets
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from skypost.conversation import webmention
 from skypost.conversation.outbox import EVENT_TYPES, WEBHOOK, WEBMENTION
@@ -37,6 +37,8 @@ from skypost.worker import JobKind
 
 if TYPE_CHECKING:
     from skypost.app import Skypost
+
+Row = dict[str, Any]
 
 # rows sent by one run of the job before it makes room for other kinds of work
 BATCH = 200
@@ -184,9 +186,9 @@ def _fetch_failure(exc: FetchError, what: str, now: float) -> Outcome:
     return Outcome("failed", None, f"{what}: {exc.reason}")
 
 
-def send_webhook(app: "Skypost", fetcher: SafeFetcher, row: qo.OutboxRow) -> Outcome:
-    with app.db.connect() as conn:
-        target = qo.target_by_id(conn, row.target_id) if row.target_id is not None else None
+def send_webhook(app: "Skypost", fetcher: SafeFetcher, row: qo.OutboxRow,
+                 target: Mapping[str, Any] | None) -> Outcome:
+    """`target` is the row's webhook target as read when the row was claimed (None: removed)."""
     if target is None:
         return Outcome("skipped", error="the target was removed")
     secret = app.cipher().decrypt(target["secret_enc"])
@@ -281,9 +283,19 @@ def _post_id(row: qo.OutboxRow) -> str | None:
     return post_id if isinstance(post_id, str) else None
 
 
-def send_one(app: "Skypost", fetcher: SafeFetcher, row: qo.OutboxRow) -> Outcome:
+def claim(app: "Skypost", *, owner: str, lease: float) -> tuple[qo.OutboxRow, Row | None] | None:
+    """The next due row and, for a webhook, its target, in one transaction."""
+    with app.db.transaction() as conn:
+        row = qo.claim_event(conn, owner=owner, now=app.clock(), lease=lease)
+        if row is None:
+            return None
+        target = qo.target_by_id(conn, row.target_id) if row.target_id is not None else None
+    return row, target
+
+
+def send_one(app: "Skypost", fetcher: SafeFetcher, row: qo.OutboxRow, target: Row | None = None) -> Outcome:
     if row.channel == WEBHOOK:
-        return send_webhook(app, fetcher, row)
+        return send_webhook(app, fetcher, row, target)
     return send_webmention(app, fetcher, row)
 
 
@@ -298,12 +310,12 @@ def drain(app: "Skypost", *, owner: str, should_stop: Callable[[], bool] | None 
     taken = 0
     try:
         while taken < limit and not (should_stop and should_stop()):
-            with app.db.transaction() as conn:
-                row = qo.claim_event(conn, owner=owner, now=app.clock(), lease=lease)
-            if row is None:
+            claimed = claim(app, owner=owner, lease=lease)
+            if claimed is None:
                 break
             taken += 1
-            outcome = send_one(app, fetcher, row)  # no transaction open during the network call
+            row, target = claimed
+            outcome = send_one(app, fetcher, row, target)  # no transaction open during the network call
             record(app, row, outcome, owner=owner)
     finally:
         if own:

@@ -21,13 +21,13 @@ import dataclasses
 import ipaddress
 import json
 import secrets
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from skypost.conversation import webmention
 from skypost.conversation.outbox import EVENT_TYPES, WEBHOOK, WEBMENTION
 from skypost.fetch import FetchError, SafeFetcher, address_refusal, check_url, default_resolver
-from skypost.models import ValidationError, iso
+from skypost.app import iso_ts
+from skypost.models import ValidationError
 from skypost.resilience import retry_after_seconds
 from skypost.store import queries as q
 from skypost.store import queries_outbox as qo
@@ -141,7 +141,7 @@ def list_targets(app: "Skypost") -> list[dict[str, Any]]:
     with app.db.connect() as conn:
         rows = qo.list_targets(conn)
         counts = qo.target_counts(conn)
-    return [{"url": r["url"], "events": list(r["events"]), "created_at": _iso(r["created_at"]),
+    return [{"url": r["url"], "events": list(r["events"]), "created_at": iso_ts(r["created_at"]),
              "sent": counts.get(r["id"], {}).get("sent", 0),
              "pending": sum(counts.get(r["id"], {}).get(s, 0) for s in qo.UNFINISHED),
              "failed": counts.get(r["id"], {}).get("failed", 0)} for r in rows]
@@ -151,13 +151,11 @@ def recent_deliveries(app: "Skypost", *, limit: int = 50) -> list[dict[str, Any]
     with app.db.connect() as conn:
         rows = qo.recent_events(conn, limit=limit)
     return [{"event_id": r["event_id"], "type": r["type"], "channel": r["channel"], "target": r["target"],
-             "status": r["status"], "attempts": r["attempts"], "next_attempt_at": _iso(r["next_attempt_at"]),
+             "status": r["status"], "attempts": r["attempts"], "next_attempt_at": iso_ts(r["next_attempt_at"]),
              "last_status": r["last_status"], "last_error": r["last_error"],
-             "created_at": _iso(r["created_at"]), "sent_at": _iso(r["sent_at"])} for r in rows]
+             "created_at": iso_ts(r["created_at"]), "sent_at": iso_ts(r["sent_at"])} for r in rows]
 
 
-def _iso(ts: float | None) -> str | None:
-    return iso(datetime.fromtimestamp(ts, timezone.utc)) if ts is not None else None
 
 
 # --- sending -----------------------------------------------------------------------------------

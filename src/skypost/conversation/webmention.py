@@ -18,7 +18,7 @@ from urllib.parse import urlencode, urljoin
 
 from selectolax.lexbor import LexborHTMLParser
 
-from skypost.fetch import FetchError, SafeFetcher
+from skypost.fetch import SafeFetcher
 
 # a target page is read up to this size to find the endpoint
 MAX_PAGE_BYTES = 2_000_000
@@ -115,7 +115,8 @@ def _is_html(content_type: str | None) -> bool:
 
 
 def discover(fetcher: SafeFetcher, target: str, *, max_bytes: int = MAX_PAGE_BYTES) -> Discovery:
-    """Find the Webmention endpoint of `target`; raises FetchError when the page cannot be had."""
+    """Find the Webmention endpoint of `target`; raises skypost.fetch.FetchError when the page
+    cannot be had."""
     page = fetcher.get(target, max_bytes=max_bytes, headers={"Accept": "text/html, */*;q=0.5"})
     found = _link_header_endpoints(page.headers.get_list("link"))
     href: str | None = found[0] if found else None
@@ -135,5 +136,3 @@ def send(fetcher: SafeFetcher, endpoint: str, *, source: str, target: str) -> An
     return fetcher.post(endpoint, content=body, headers={
         "Content-Type": "application/x-www-form-urlencoded", "Accept": "*/*"})
 
-
-__all__ = ["Discovery", "FetchError", "discover", "send"]

@@ -474,11 +474,31 @@ class Skypost:
 
         return [a.to_json() for a in acct.list_accounts(self.db)]
 
+    # --- telling the site (signed webhooks out) -------------------------------------------
+
+    def add_notify(self, url: str, events: Sequence[str] | None = None) -> str:
+        """Send events to `url` as signed JSON webhooks; returns the signing secret (shown once)."""
+        from skypost.conversation import notify
+
+        return notify.add_target(self, url, events)
+
+    def notify_targets(self) -> list[dict[str, Any]]:
+        """The webhook targets with their delivery counts (never their secrets)."""
+        from skypost.conversation import notify
+
+        return notify.list_targets(self)
+
+    def remove_notify(self, url: str) -> None:
+        from skypost.conversation import notify
+
+        notify.remove_target(self, url)
+
     # --- the worker -----------------------------------------------------------------------
 
     def make_worker(self, *, burst: bool = False, concurrency: int = 1) -> "Worker":
         # loaded here, not at the top: `skypost submit` imports this module and must stay fast
         from skypost.conversation import backfeed
+        from skypost.conversation import notify
         from skypost.sources import feeds
         from skypost.worker import JobKind, Worker
 
@@ -496,6 +516,7 @@ class Skypost:
             PRUNE_JOB: JobKind(self._prune),
             **feeds.job_kinds(self),
             **backfeed.job_kinds(self),
+            **notify.job_kinds(self),
         }
         if not burst:
             self.queue.schedule_recurring(PRUNE_JOB, run_at=self.clock())

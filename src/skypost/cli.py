@@ -143,6 +143,7 @@ class LazyGroup(click.Group):
         "feed": "skypost.sources.commands:feed",
         "interactions": "skypost.conversation.commands:interactions",
         "backfeed": "skypost.conversation.backfeed_command:backfeed",
+        "notify": "skypost.conversation.notify_commands:notify",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -615,7 +616,9 @@ def retry(ctx: Ctx, post_id: str, account: str | None, repost: bool) -> None:
 @pass_ctx
 @guarded
 def delete(ctx: Ctx, post_id: str, as_json: bool) -> None:
-    """Remove a post from Bluesky on every account (the worker does it)."""
+    """Remove a post from Bluesky on every account.
+
+    A worker removes the records; deliveries never sent are cancelled."""
     data = ctx.app().delete(post_id)
     if data is None:
         fail(f"unknown post id {post_id!r}")

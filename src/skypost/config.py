@@ -13,6 +13,7 @@ import socket
 import tomllib
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 DEFAULT_DATABASE_URL = "sqlite:///skypost.db"
 
@@ -59,6 +60,11 @@ class Settings:
     backfeed_interval: float = 300.0
     # the backfeed looks after posts syndicated in the last this many days
     backfeed_days: float = 14.0
+    # where `skypost serve` is reached from the internet: each interaction gets a public
+    # h-entry page {public_url}/i/{id}, sent to the site as a Webmention (None: no Webmention)
+    public_url: str | None = None
+    # seconds one webhook or Webmention request (and endpoint discovery) may take
+    notify_timeout: float = 10.0
 
     def key_file(self) -> Path:
         """Where the Fernet key lives when it is not given in SKYPOST_SECRET_KEY."""
@@ -88,10 +94,10 @@ _FLOAT_LIST = ("retry_delays",)
 _INTS = ("circuit_threshold", "rate_limit_reserve")
 _FLOATS = ("circuit_cooldown", "job_lease", "poll_interval", "worker_stale_after", "http_timeout",
            "feed_min_interval", "feed_cutoff_grace", "retention_days", "prune_interval",
-           "backfeed_interval", "backfeed_days")
+           "backfeed_interval", "backfeed_days", "notify_timeout")
 _BOOLS = ("allow_private_urls", "cookie_secure")
 _NETWORKS = ("trusted_proxies",)
-_STRINGS = ("database_url", "secret_key", "secret_key_file", "queue", "egress_id")
+_STRINGS = ("database_url", "secret_key", "secret_key_file", "queue", "egress_id", "public_url")
 
 
 def _convert(name: str, value: Any) -> Any:
@@ -129,10 +135,19 @@ def _convert(name: str, value: Any) -> Any:
             text = str(value)
             if name == "queue" and text not in ("db", "inline"):
                 raise ValueError("must be 'db' or 'inline'")
+            if name == "public_url":
+                return _public_url(text)
             return text
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{name}: invalid value {value!r} ({exc})") from None
     raise ConfigError(f"unknown setting {name!r}")
+
+
+def _public_url(text: str) -> str:
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError("must be an http:// or https:// URL without query or fragment")
+    return text.strip().rstrip("/")
 
 
 def load_settings(

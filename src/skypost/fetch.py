@@ -320,6 +320,40 @@ class SafeFetcher:
                 watchdog.forget()  # this hop's socket is closed next: never shut it down after
                 response.close()
 
+    def post(
+        self,
+        url: str,
+        *,
+        content: bytes,
+        headers: Mapping[str, str] | None = None,
+        max_bytes: int = 65_536,
+    ) -> FetchResult:
+        """POST ``content`` to ``url`` with the same address checks, pinning and deadline as
+        ``get``; redirects are not followed. Any status is returned (the caller judges it);
+        the answer's body is read up to ``max_bytes`` and cut there, never refused."""
+        deadline = time.monotonic() + self.total_timeout
+        watchdog = _Watchdog(deadline)
+        try:
+            parsed = check_url(url)
+            addresses = self._checked_addresses(parsed, url)
+            request_headers = {k: v for k, v in (headers or {}).items() if k.lower() != "host"}
+            response = self._send(parsed, addresses, request_headers, deadline, watchdog, url,
+                                  method="POST", content=content)
+            try:
+                try:
+                    body = self._read(response, max_bytes, deadline, watchdog, url)
+                except FetchError as exc:
+                    if exc.kind not in ("too_large", "encoding"):
+                        raise
+                    body = b""  # the status is the answer: a receiver's chatter is not needed
+                return FetchResult(url=url, status=response.status_code, headers=response.headers,
+                                   content=body)
+            finally:
+                watchdog.forget()
+                response.close()
+        finally:
+            watchdog.stop()
+
     def close(self) -> None:
         self._client.close()
 
@@ -366,6 +400,9 @@ class SafeFetcher:
         deadline: float,
         watchdog: "_Watchdog",
         url: str,
+        *,
+        method: str = "GET",
+        content: bytes | None = None,
     ) -> httpx.Response:
         host = parsed.raw_host.decode("ascii")
         is_literal = _literal_ip(host) is not None
@@ -385,8 +422,9 @@ class SafeFetcher:
             request_headers["Host"] = parsed.netloc.decode("ascii")
             try:
                 request = self._client.build_request(
-                    "GET",
+                    method,
                     target,
+                    content=content,
                     headers=request_headers,
                     extensions=extensions,
                     timeout=httpx.Timeout(min(self.timeout, remaining)),

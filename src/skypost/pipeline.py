@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from skypost import resilience as rz
 from skypost.config import Settings
+from skypost.conversation import outbox
 from skypost.crypto import Cipher
 from skypost.models import (
     AccountState,
@@ -304,6 +305,7 @@ class Pipeline:
         stored = state.status if state.status is not PostStatus.PAUSED else PostStatus.PENDING
         if post_row["status"] != stored.value:
             q.set_post_status(conn, post_seq, stored.value, post_row["reason"], now)
+            outbox.post_status_changed(conn, post_seq=post_seq, status=stored.value, now=now)
             if stored in (PostStatus.COMPLETED, PostStatus.PARTIAL, PostStatus.FAILED):
                 q.add_event(conn, ts=now, kind=f"post_{stored.value}", post_id=display_id(post_row),
                             level="info" if stored is PostStatus.COMPLETED else "warning",

@@ -9,6 +9,7 @@ from typing import Any, Mapping, Sequence
 
 
 from skypost.bluesky.tid import new_tid
+from skypost.conversation import outbox
 from skypost.models import (
     Account,
     AccountState,
@@ -255,10 +256,11 @@ def resubmit_skipped(conn: Connection, row: Mapping[str, Any], now: float) -> bo
     selection = select_accounts(post, [account_from_row(r) for r in q.list_accounts(conn)])
     if not selection.accounts:
         q.set_post_status(conn, row["seq"], PostStatus.SKIPPED.value, selection.reason, now)
-        return False
+        return False  # skipped before, skipped now: not a change
     enqueue_deliveries(conn, row["seq"], selection.accounts, now=now)
     record_gates(conn, row["seq"], post)
     q.set_post_status(conn, row["seq"], PostStatus.PENDING.value, None, now)
+    outbox.post_status_changed(conn, post_seq=row["seq"], status=PostStatus.PENDING.value, now=now)
     handles = ", ".join("@" + a.handle for a in selection.accounts)
     q.add_event(conn, ts=now, kind="retry", post_id=row["post_id"],
                 message=f"skipped post judged again on retry: queued for {handles}")
@@ -271,6 +273,7 @@ def requeue_post(conn: Connection, post_seq: int, now: float, *, reset_status: b
     post = q.post_by_seq(conn, post_seq)
     if reset_status and post is not None and post["status"] != "pending":
         q.set_post_status(conn, post_seq, "pending", None, now)
+        outbox.post_status_changed(conn, post_seq=post_seq, status="pending", now=now)
     if job is None:
         q.insert_job(conn, kind=SYNDICATE_JOB, args={"post_seq": post_seq}, run_at=now, now=now, post_seq=post_seq)
     elif job["status"] == "doing":

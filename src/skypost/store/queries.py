@@ -798,7 +798,7 @@ def list_workers(conn: Conn) -> list[Row]:
 def encrypted_secret_sample(conn: Conn) -> str | None:
     """One stored secret (an account's password or a hook's signing secret), or None."""
     return conn.scalar("SELECT password_enc AS v FROM accounts UNION ALL "
-                       "SELECT secret_enc AS v FROM hooks LIMIT 1")
+                       "SELECT secret_enc AS v FROM hooks UNION ALL SELECT secret_enc AS v FROM notify_targets LIMIT 1")
 
 
 def delete_setting(conn: Conn, key: str) -> None:

@@ -335,3 +335,45 @@ BACKFEED_JOB_INDEX = {
 for _dialect, _ddl in BACKFEED_JOB_INDEX.items():
     sa.event.listen(jobs, "after_create",
                     sa.DDL(_ddl).execute_if(dialect=_dialect))  # type: ignore[no-untyped-call]
+
+# --- telling the site: signed webhooks and Webmentions, through a durable outbox ----------
+
+notify_targets = sa.Table(
+    "notify_targets",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("url", sa.String(2048), nullable=False, unique=True),
+    sa.Column("events", sa.JSON, nullable=False),  # the event types it is sent
+    sa.Column("secret_enc", sa.Text, nullable=False),  # Fernet token of the signing secret
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    # sent as X-Skypost-Event-Id: the same on every attempt, so that receivers deduplicate
+    sa.Column("event_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("type", sa.String(32), nullable=False),  # interaction.created / .removed / post.status
+    sa.Column("channel", sa.String(16), nullable=False),  # webhook / webmention
+    sa.Column("target", sa.String(2048), nullable=False),  # the webhook URL, or the Webmention target
+    sa.Column("target_id", sa.Integer, sa.ForeignKey("notify_targets.id", ondelete="SET NULL"),
+              nullable=True),
+    sa.Column("interaction_id", sa.Integer, nullable=True),
+    # rows with the same key go out in id order (a removal after its creation)
+    sa.Column("order_key", sa.String(255), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),  # webhook: the exact body; webmention: source/target
+    sa.Column("status", sa.String(16), nullable=False),  # pending / sending / sent / failed / skipped
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", sa.Float, nullable=True),
+    # a claimed row whose worker vanished before recording the outcome is sent again after this
+    sa.Column("lease_owner", sa.String(255), nullable=True),
+    sa.Column("lease_until", sa.Float, nullable=True),
+    sa.Column("last_status", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("sent_at", sa.Float, nullable=True),
+    sa.Index("ix_outbox_status_next", "status", "next_attempt_at"),
+    sa.Index("ix_outbox_order_key", "order_key", "id"),
+)

@@ -4,6 +4,7 @@
     /api/v1/...         the JSON API (bearer token)
     /metrics            Prometheus (bearer token)
     /hooks/{name}       webhooks (HMAC signature of the body)
+    /i/{id}             the public h-entry page of an interaction (no login: the Webmention source)
     /static/...         CSS and htmx
     /, /login, ...      the dashboard (session cookie from a login with a token)
 """
@@ -26,7 +27,7 @@ from starlette.staticfiles import StaticFiles
 
 from skypost.app import Skypost
 from skypost.store.db import SCHEMA_HEAD, DatabaseError
-from skypost.web import api, cookies, dashboard, metrics, session, webhooks
+from skypost.web import api, cookies, dashboard, metrics, public, session, webhooks
 from skypost.web.auth import BearerAuth
 from skypost.web.http import BodyLimit, Offload, SecurityHeaders, json_error
 
@@ -110,6 +111,7 @@ def create_app(skypost: Skypost, *, services: Sequence[Service] = (), max_body_b
         Mount("/api/v1", routes=api.routes(skypost, offload), middleware=bearer),
         Route("/metrics", metrics_endpoint, methods=["GET"], middleware=bearer),
         *webhooks.routes(skypost, offload),
+        *public.routes(skypost, offload),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
         *dashboard.routes(skypost, offload, templates, session_lifetime=session_max_age),
     ]

@@ -24,6 +24,7 @@ from skypost.accounts import DEFAULT_SERVICE
 from skypost.advice import APP_PASSWORD_WARNING, looks_like_app_password, nothing_retried
 from skypost.app import Skypost
 from skypost.conversation.views import conversation, plural, profile_url, summary
+from skypost.conversation import notify
 from skypost.models import AccountError, PostStatus, ValidationError
 from skypost.store import queries_web as qw
 from skypost.web import charts, session, tokens
@@ -397,6 +398,18 @@ def routes(skypost: Skypost, offload: Offload, templates: Jinja2Templates, *,
         paused = await offload(lambda: skypost.paused)
         return render(request, "activity.html", {"events": events, "title": "Activity"}, user=user, paused=paused)
 
+    def notifications_data() -> dict[str, Any]:
+        return {"targets": notify.list_targets(skypost), "deliveries": notify.recent_deliveries(skypost, limit=100),
+                "public_url": skypost.settings.public_url, "paused": skypost.paused}
+
+    async def notifications(request: Request) -> Response:
+        user = await current_user(request)
+        if isinstance(user, Response):
+            return user
+        data = await offload(notifications_data)
+        return render(request, "notifications.html", {**data, "title": "Notifications"}, user=user,
+                      paused=data["paused"])
+
     async def favicon(request: Request) -> Response:
         return RedirectResponse("/static/favicon.svg", status_code=301)
 
@@ -412,6 +425,7 @@ def routes(skypost: Skypost, offload: Offload, templates: Jinja2Templates, *,
         Route("/favicon.ico", favicon, methods=["GET"]),
         Route("/accounts/{handle}/password", account_password, methods=["POST"]),
         Route("/activity", activity, methods=["GET"]),
+        Route("/notifications", notifications, methods=["GET"]),
         # ids may contain "/": the longer routes are matched first
         Route("/posts/{post_id:path}/status", post_status, methods=["GET"]),
         Route("/posts/{post_id:path}/retry", retry, methods=["POST"]),

@@ -507,6 +507,31 @@ def _read(client: Any, account: AccountRow, targets: Sequence[Mapping[str, Any]]
             if exc.status == 400:  # the record is gone or refused: leave its reactions be
                 continue
             raise
+    _confirm_missing_posts(client, app, reads)
+
+
+def _confirm_missing_posts(client: Any, app: "Skypost", reads: _Reads) -> None:
+    """A stored reply or quote missing from the views may still exist: a reply whose parent
+    was deleted drops out of the thread. Ask for those records themselves (one getPosts per
+    25) and keep the ones Bluesky still has."""
+    if not reads.reconciled:
+        return
+    with app.db.connect() as conn:
+        live = qc.live_interactions(conn, list(reads.reconciled))
+    missing: dict[str, int] = {}
+    for row in live:
+        present = reads.reconciled[row["delivery_id"]]
+        if row["kind"] in ("reply", "quote") and present.posts is not None and row["uri"] not in present.posts:
+            missing[row["uri"]] = row["delivery_id"]
+    uris = list(missing)
+    for start in range(0, len(uris), POSTS_PER_CALL):
+        page = client.get_posts(uris[start:start + POSTS_PER_CALL])
+        for post in _list(page.get("posts")):
+            uri = at_uri(_dict(post).get("uri"))
+            if uri in missing:
+                posts = reads.reconciled[missing[uri]].posts
+                if posts is not None:
+                    posts.add(uri)
 
 
 def _changed(client: Any, app: "Skypost", targets: Sequence[Mapping[str, Any]],

@@ -24,6 +24,7 @@ from skypost.models import (Post, PostState, PostStatus, ValidationError, iso, n
                             parse_post_document, valid_id)
 from skypost.queue import JobQueue
 from skypost.store import queries as q
+from skypost.store import queries_gates as qg
 from skypost.store.db import SCHEMA_HEAD, Database
 
 if TYPE_CHECKING:  # the worker side is loaded on first use: submit stays fast
@@ -305,7 +306,13 @@ class Skypost:
             row = q.post_by_id(conn, post_id)
             if row is None:
                 return None
-            if syndicator.request_delete(conn, row, now=self.clock()):
+            now = self.clock()
+            changed = syndicator.request_delete(conn, row, now=now)
+            # the site's replies under it go too (a reply locks the post first, then checks
+            # that no delete was requested: none is recorded after this reads them)
+            for reply in qg.replies_of_post(conn, row["seq"]):
+                changed = syndicator.request_delete(conn, reply, now=now) or changed
+            if changed:
                 conn.after_commit(self.queue.notify)
         return self.status(post_id)
 

@@ -132,12 +132,14 @@ def submit_reply(conn: Conn, *, post_id: str, reply_id: str, text: str, parent: 
                  account: str | None, now: float) -> tuple[dict[str, Any], bool]:
     """Record a reply, its deliveries and its job in the caller's transaction, or find it.
     Returns (status JSON, created). Raises UnknownPost, or ValidationError (nothing written)."""
-    post_row = qg.site_post_by_id(conn, post_id)
+    post_row = qg.site_post_by_id(conn, post_id, for_update=True)
     if post_row is None:
         raise UnknownPost(post_id)
     existing = qg.reply_by_key(conn, post_row["seq"], reply_id)
     if existing is not None:
         return reply_status(conn, existing), False
+    if post_row["delete_requested_at"] is not None:
+        raise ValidationError({"post_id": f"post {post_id} was deleted from Bluesky: nothing to reply under"})
     deliveries = [DeliveryRow.from_row(d) for d in q.deliveries_for_posts(conn, [post_row["seq"]])]
     # an account's record of the post exists, or may still come (a reply waits for it)
     live = [d for d in deliveries if d.account_id is not None and d.status != DeliveryStatus.FAILED.value]

@@ -267,3 +267,26 @@ def test_reply_rules_are_checked(sqlite_url, make_app, network):
         app.update_account(alice.handle, replies=["sometimes"])
     assert app.update_account(alice.handle, replies=["mentioned"], quotes=False)["replies"] == ["mentioned"]
     assert app.status("x") is None
+
+
+def test_deleting_a_post_deletes_the_sites_replies_under_it_and_refuses_new_ones(db_url, make_app, network):
+    app, alice = _setup(make_app, db_url, network, replies=["following"])
+    post = _publish(app, {"id": "gone", "title": "Taken back", "url": "https://blog.example.com/gone"})
+    app.reply("gone", "c1", "A comment from the site")
+    app.run_worker(burst=True)
+    reply = app.replies("gone")[0]["deliveries"][0]
+    assert reply["status"] == "completed"
+    posts = {r["uri"] for r in _records(network, alice.did, "app.bsky.feed.post")}
+    assert {post["uri"], reply["uri"]} <= posts
+    assert _records(network, alice.did, "app.bsky.feed.threadgate")
+
+    assert app.delete("gone")["status"] == "deleting"
+    with pytest.raises(ValidationError) as refused:
+        app.reply("gone", "c2", "Too late")
+    assert "deleted" in str(refused.value.errors["post_id"])
+    app.run_worker(burst=True)
+    assert app.status("gone")["status"] == "deleted"
+    assert app.replies("gone")[0]["status"] == "deleted"
+    assert [r["id"] for r in app.replies("gone")] == ["c1"]
+    assert not _records(network, alice.did, "app.bsky.feed.post")
+    assert not _records(network, alice.did, "app.bsky.feed.threadgate")

@@ -38,9 +38,11 @@ def set_delivery_gates(conn: Conn, delivery_id: int, *, threadgate: str | None, 
 
 # --- replies from the site ------------------------------------------------------------
 
-def site_post_by_id(conn: Conn, post_id: str) -> Row | None:
-    """A post of the site (never a reply) by its id."""
-    return conn.one("SELECT * FROM posts WHERE post_id = :id AND kind = 'post'", {"id": post_id})
+def site_post_by_id(conn: Conn, post_id: str, *, for_update: bool = False) -> Row | None:
+    """A post of the site (never a reply) by its id; `for_update` locks its row (PostgreSQL),
+    which a delete of the post takes too: a reply is recorded before the delete or not at all."""
+    lock = " FOR UPDATE" if for_update and conn.is_postgres else ""
+    return conn.one(f"SELECT * FROM posts WHERE post_id = :id AND kind = 'post'{lock}", {"id": post_id})
 
 
 def reply_by_key(conn: Conn, parent_seq: int, reply_id: str) -> Row | None:

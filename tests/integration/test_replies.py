@@ -6,6 +6,7 @@ fault proxy; the AppView's thread view is what people see.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -290,3 +291,17 @@ def test_deleting_a_post_deletes_the_sites_replies_under_it_and_refuses_new_ones
     assert [r["id"] for r in app.replies("gone")] == ["c1"]
     assert not _records(network, alice.did, "app.bsky.feed.post")
     assert not _records(network, alice.did, "app.bsky.feed.threadgate")
+
+
+def test_a_reply_tells_its_status_to_the_site_with_its_comment_id(sqlite_url, make_app, network):
+    app, _ = _setup(make_app, sqlite_url, network)
+    app.add_notify("http://127.0.0.1:9/hook", events=["post.status"])
+    _publish(app, {"id": "told", "title": "Told", "url": "https://blog.example.com/told"})
+    app.reply("told", "c7", "Published from the comments")
+    app.run_worker(burst=True)
+    with app.db.connect() as conn:
+        payloads = [json.loads(r["payload"])["data"] for r in conn.all("SELECT payload FROM outbox ORDER BY id")]
+    reply_events = [d for d in payloads if d.get("reply_to") == "told"]
+    assert reply_events and {d["id"] for d in reply_events} == {"c7"}
+    assert reply_events[-1]["status"] == "completed"
+    assert all("\x1f" not in d["id"] for d in payloads)

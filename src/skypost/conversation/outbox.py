@@ -75,7 +75,13 @@ def post_status_changed(conn: Conn, *, post_seq: int, status: str, now: float) -
     post_row = q.post_by_seq(conn, post_seq)
     if post_row is None:
         return
-    data = post_state(conn, post_row, paused=is_paused(conn)).to_json()
+    if post_row.get("kind") == "reply":
+        # a reply from the site: its own status JSON (the site's comment id, "reply_to" the post)
+        from skypost.replies import reply_status
+
+        data = reply_status(conn, post_row)
+    else:
+        data = post_state(conn, post_row, paused=is_paused(conn)).to_json()
     data["status"] = status
     for target in targets:
         event_id = new_event_id()

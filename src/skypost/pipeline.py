@@ -709,7 +709,7 @@ class Pipeline:
     def count_failure(self, conn: Conn, account: AccountRow, *, probe: bool, now: float,
                       post_id: str | None = None) -> BreakerRow:
         """A transient failure, counted against the account's breaker in one row-locked
-        read-modify-write (the backfeed's polls count too). Returns the breaker after it."""
+        read-modify-write. Returns the breaker after it."""
         handle = account.handle
         before = q.breaker_for_update(conn, account.id, now)
         after = rz.breaker_after_failure(before, now, threshold=self.settings.circuit_threshold,

@@ -293,7 +293,7 @@ def test_a_reaction_the_views_do_not_list_yet_is_not_removed(
     assert [e for _, e in announced] == ["interaction.created", "interaction.removed"]
 
 
-def test_a_failing_poll_counts_against_the_breaker_and_loses_nothing(
+def test_a_failing_poll_loses_nothing_and_never_moves_the_publishing_breaker(
         network: LocalNetwork, network_proxy: FaultProxy, make_app: Any, sqlite_url: str, clock: FakeClock,
         announced: list[tuple[int, str]]) -> None:
     site, fan = network.create_account("site"), network.create_account("fan")
@@ -303,33 +303,42 @@ def test_a_failing_poll_counts_against_the_breaker_and_loses_nothing(
     like = network.like(fan, d1)
     wait_counts(network, d1["uri"], likeCount=1, replyCount=1)
     network_proxy.add_rule("app.bsky.notification.listNotifications", error(503), times=None)
-    clock.advance(INTERVAL + 1)
-    assert app.run_worker(burst=True) == 1
     with app.db.connect() as conn:
         account_id = q.list_accounts(conn)[0]["id"]
-        breaker = q.breaker(conn, account_id)
-        job = conn.one("SELECT * FROM jobs WHERE kind = 'backfeed'")
-        events = [e["kind"] for e in q.list_events(conn, limit=5)]
-    assert breaker is not None and breaker.failures == 1 and breaker.state == "closed"
-    assert job is not None and job["status"] == "todo" and job["run_at"] == clock() + INTERVAL
-    assert "backfeed_failed" in events and rows(app) == []
-
-    # three failures in a row open the breaker: the next poll waits for the cooldown, sending nothing
-    for _ in range(2):
+    # three failing polls in a row: each waits for the next interval; the breaker, which is
+    # publishing's, counts none of them (a failing read must not hold the account's posts)
+    for _ in range(3):
         clock.advance(INTERVAL + 1)
+        assert app.run_worker(burst=True) == 1
+        with app.db.connect() as conn:
+            breaker = q.breaker(conn, account_id)
+            job = conn.one("SELECT * FROM jobs WHERE kind = 'backfeed'")
+        assert breaker is None or (breaker.failures == 0 and breaker.state == "closed")
+        assert job is not None and job["status"] == "todo" and job["run_at"] == clock() + INTERVAL
+    with app.db.connect() as conn:
+        events = [e["kind"] for e in q.list_events(conn, limit=5)]
+    assert "backfeed_failed" in events and rows(app) == []
+    app.submit({"id": "f2", "title": "Still published", "url": "https://blog.example.com/f2"})
+    app.run_worker(burst=True)
+    assert app.status("f2")["status"] == "completed"
+
+    # failing publishes open the breaker: polls wait for it too, sending nothing, and leave its
+    # probe to publishing
+    network_proxy.clear_rules()
+    network_proxy.add_rule("com.atproto.repo.createRecord", error(503), times=3)
+    app.submit({"id": "f3", "title": "Held", "url": "https://blog.example.com/f3"})
+    for delay in (0, 60, 120):
+        clock.advance(delay)
         app.run_worker(burst=True)
     with app.db.connect() as conn:
         breaker = q.breaker(conn, account_id)
-        job = conn.one("SELECT * FROM jobs WHERE kind = 'backfeed'")
     assert breaker is not None and breaker.state == "open" and breaker.open_until is not None
-    assert job is not None and job["run_at"] == breaker.open_until
     network_proxy.reset_counts()
     assert app.backfeed()["accounts"][0]["outcome"] == "skipped" and network_proxy.calls() == 0
-
-    # the service is back: the poll after the cooldown is the probe, it closes the breaker
-    network_proxy.clear_rules()
     clock.advance(app.settings.circuit_cooldown + 1)
-    assert app.run_worker(burst=True) == 1
+    app.run_worker(burst=True)  # the publish takes the probe and closes the breaker; the poll follows
+    assert app.status("f3")["status"] == "completed"
+    assert app.backfeed()["accounts"][0]["outcome"] == "polled"
     assert set(live_by_uri(app)) == {reply["uri"], like["uri"]}
     with app.db.connect() as conn:
         breaker = q.breaker(conn, account_id)

@@ -355,8 +355,12 @@ class _Gate:
 
 
 def _gate(app: "Skypost", account_id: int, owner: str, cost: int, now: float) -> _Gate | PollResult:
-    """The gates of a publish, in one transaction: pause, needs_reauth, the breaker (its probe
-    taken atomically), the budgets (the host budget spent in SQL, shared by every worker)."""
+    """The gates of a publish, in one transaction: pause, needs_reauth, the breaker, the budgets
+    (the host budget spent in SQL, shared by every worker).
+
+    The breaker is publishing's: a poll waits while it is open or half-open (the probe is left
+    to a publish), and a poll's own answers never move it — a failing read must not hold the
+    account's posts, nor a working one hide failing writes (the backfeed never delays a publish)."""
     from skypost.pipeline import account_keys
 
     settings = app.settings
@@ -370,26 +374,20 @@ def _gate(app: "Skypost", account_id: int, owner: str, cost: int, now: float) ->
         if account.state == AccountState.NEEDS_REAUTH.value:
             return PollResult(account.handle, "skipped", reauth_message(account.handle))
         gate = rz.breaker_gate(q.breaker(conn, account.id), now)
-        if not gate.allow:
-            return PollResult(account.handle, "skipped", f"circuit open for @{account.handle}",
-                              until=gate.wait_until)
+        if not gate.allow or gate.probe:
+            until = gate.wait_until if not gate.allow else now + settings.backfeed_interval
+            return PollResult(account.handle, "skipped", f"circuit open for @{account.handle}", until=until)
         keys = account_keys(account.id, account.service, settings.egress_id)
         wanted = [keys["host"]] + ([keys["login"]] if not account.session_enc else [])
         rows = q.rate_limit_rows(conn, wanted)
         hold = rz.hold_until(rows, now, reserve=settings.rate_limit_reserve)
         if hold is not None:
             return PollResult(account.handle, "skipped", f"rate limit of @{account.handle} spent", until=hold)
-        if gate.probe and not q.take_probe(conn, account.id, owner=owner, now=now, until=now + settings.job_lease):
-            return PollResult(account.handle, "skipped", f"circuit half-open for @{account.handle}: "
-                              "a probe is running", until=now + settings.poll_interval)
         live = any(r.key == keys["host"] and r.remaining is not None and r.reset_at is not None
                    and r.reset_at > now for r in rows)
         if live:
             reset = q.spend_budget(conn, keys["host"], cost=cost, reserve=settings.rate_limit_reserve, now=now)
             if reset is not None:
-                if gate.probe:
-                    breaker = q.breaker_for_update(conn, account.id, now)
-                    q.store_breaker(conn, rz.breaker_release_probe(breaker, now), now)
                 return PollResult(account.handle, "skipped", f"rate limit of @{account.handle} spent",
                                   until=reset)
         cipher = app.cipher()
@@ -627,8 +625,6 @@ def _record(app: "Skypost", gate: _Gate, reads: _Reads, now: float) -> PollResul
         unique.setdefault(reaction.uri, reaction)
     subjects = {s for r in unique.values() for _, s in r.candidates}
     with app.db.transaction() as conn:
-        # breaker first (lock order: breaker, delivery, jobs, budgets)
-        app.pipeline.healthy_answer(conn, account, None, now)
         deliveries = qc.deliveries_by_uri(conn, subjects)
         known = qc.known_interaction_uris(conn, unique) | qc.published_uris(conn, unique)
         for reaction in unique.values():
@@ -685,22 +681,14 @@ def _gone(row: Mapping[str, Any], present: _Present) -> bool:
 
 
 def _record_failure(app: "Skypost", gate: _Gate, reads: _Reads, error: Any, now: float) -> PollResult:
-    """A failed poll stores nothing it read; it counts like a failed publish would."""
+    """A failed poll stores nothing it read and waits for its next interval; the breaker is left
+    to publishing (see _gate)."""
     from skypost.pipeline import key_for_method
 
     account = gate.account
     failure = rz.classify(error.status, error.error, str(error), error.headers, now=now)
     result = PollResult(account.handle, "failed", str(error)[:500], requests=len(reads.responses))
     with app.db.transaction() as conn:
-        if failure.kind is rz.FailureKind.TRANSIENT:
-            after = app.pipeline.count_failure(conn, account, probe=gate.probe, now=now)
-            if after.state == "open" and after.open_until is not None:
-                result.until = max(after.open_until, now + app.settings.backfeed_interval)
-        elif failure.kind is rz.FailureKind.PERMANENT:
-            app.pipeline.healthy_answer(conn, account, None, now)  # a real answer: the service is up
-        elif gate.probe:  # rate limited or refused: the probe proved nothing
-            breaker = q.breaker_for_update(conn, account.id, now)
-            q.store_breaker(conn, rz.breaker_release_probe(breaker, now), now)
         if failure.kind is rz.FailureKind.AUTH:
             q.mark_needs_reauth(conn, account.id, error=failure.message, now=now)
             q.add_event(conn, ts=now, kind="needs_reauth", level="error", account=account.handle,

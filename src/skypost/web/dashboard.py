@@ -413,7 +413,7 @@ def routes(skypost: Skypost, offload: Offload, templates: Jinja2Templates, *,
         password = str(form.get("app_password", ""))
         service = str(form.get("service", "")).strip() or DEFAULT_SERVICE
         manual = form.get("manual") == "on"
-        gate = {"who": lifecycle.field(form, "who") or "everyone", "rules": form.getlist("rules"),
+        gate = {"who": lifecycle.field(form, "who") or "everyone", "rules": lifecycle.values(form, "rules"),
                 "quotes": form.get("quotes") == "on"}
         if password.strip():
             warn_unless_app_password(request, password)

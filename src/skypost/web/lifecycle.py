@@ -47,13 +47,13 @@ def gate_form(form: Any) -> tuple[tuple[str, ...], bool]:
     quotes = form.get("quotes") == "on"
     if who != "some":
         return (who,), quotes
-    rules = tuple(r for r in SOME_RULES if r in _values(form, "rules"))
+    rules = tuple(r for r in SOME_RULES if r in values(form, "rules"))
     if not rules:
         raise ValidationError({"replies": "tick following, mentioned or both (or choose everyone or nobody)"})
     return rules, quotes
 
 
-def _values(form: Any, name: str) -> list[str]:
+def values(form: Any, name: str) -> list[str]:
     getlist = getattr(form, "getlist", None)
     values: Iterable[Any] = getlist(name) if getlist is not None else [form.get(name)]
     return [v for v in values if isinstance(v, str)]

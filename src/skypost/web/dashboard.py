@@ -26,10 +26,13 @@ from skypost.app import Skypost
 from skypost.conversation.views import conversation, plural, profile_url, summary
 from skypost.conversation import notify
 from skypost.models import AccountError, PostStatus, ValidationError
+from skypost.store import queries as q
+from skypost.store import queries_gates as qg
 from skypost.store import queries_web as qw
 from skypost.web import charts, session, tokens
 from skypost.web.api import accounts_with_health
 from skypost.web.http import Offload
+from skypost.web import lifecycle
 
 TEMPLATES = Path(__file__).with_name("templates")
 PAGE_SIZE = 25
@@ -108,6 +111,9 @@ def make_templates() -> Jinja2Templates:
     env.filters["profile"] = profile_url
     env.filters["summary"] = summary
     env.filters["plural"] = plural
+    env.filters["bsky"] = lifecycle.bsky_url
+    env.filters["gate_words"] = lambda a: lifecycle.gate_words(a.get("replies"), not a.get("quotes", True))
+    env.filters["who"] = lifecycle.who_of
     env.globals.update(UNFINISHED=UNFINISHED, HEADLINES=HEADLINES, FILTERS=FILTERS,
                        RETRYABLE=RETRYABLE, UNDELETABLE=UNDELETABLE, DEFAULT_SERVICE=DEFAULT_SERVICE)
     return Jinja2Templates(env=env)
@@ -224,18 +230,71 @@ def routes(skypost: Skypost, offload: Offload, templates: Jinja2Templates, *,
         return {"status": status, "document": row["document"] if row else {},
                 "source": row["source"] if row else "", "submitted_at": iso_ts(row["created_at"]) if row else None,
                 "events": skypost.events(limit=50, post_id=post_id), "paused": skypost.paused,
-                "talk": conversation(skypost.interactions(post_id) or {})}
+                "talk": conversation(skypost.interactions(post_id) or {}), **life_data(post_id, status)}
+
+    def life_data(post_id: str, status: Mapping[str, Any]) -> dict[str, Any]:
+        """The replies from the site (with their text), each delivery's gate in words, and
+        who a reply can go out as."""
+        texts: dict[str, str] = {}
+        gates: list[tuple[str, str]] = []
+        with skypost.db.connect() as conn:
+            row = q.post_by_id(conn, post_id)
+            if row is not None:
+                texts = {str(r["reply_id"]): str(r["document"].get("text", ""))
+                         for r in qg.replies_of_post(conn, row["seq"])}
+                gates = [(d.handle, lifecycle.gate_words(d.threadgate, d.postgate))
+                         for d in q.deliveries_of_post(conn, row["seq"])]
+        site_replies = [{**r, "text": texts.get(str(r["id"]), "")} for r in skypost.replies(post_id) or []]
+        return {"site_replies": site_replies, "gates": gates,
+                "reply_accounts": lifecycle.reply_accounts(status)}
 
     async def post_page(request: Request) -> Response:
         user = await current_user(request)
         if isinstance(user, Response):
             return user
-        data = await offload(post_data, request.path_params["post_id"])
+        # "Reply" on a Bluesky reply of the thread: the form answers it (no JavaScript needed)
+        parent = lifecycle.field(request.query_params, "parent")
+        return await show_post(request, user, request.path_params["post_id"],
+                               reply={"parent": parent} if parent else None)
+
+    async def show_post(request: Request, user: tokens.TokenInfo | None, post_id: str, *,
+                        reply: Mapping[str, Any] | None = None, reply_errors: Mapping[str, str] | None = None,
+                        status_code: int = 200) -> Response:
+        data = await offload(post_data, post_id)
         if data is None:
             return render(request, "error.html", {"title": "Not found", "message": "There is no post with this id."},
                           user=user, status_code=404)
-        return render(request, "post.html", {**data, "title": data["document"].get("title") or data["status"]["id"]},
-                      user=user, paused=data["paused"])
+        form = {"id": lifecycle.new_reply_id(), "text": "", "parent": None, "account": None, **(reply or {})}
+        answered = next((r for _, r in data["talk"].thread if form["parent"] and r["uri"] == form["parent"]), None)
+        return render(request, "post.html", {**data, "title": data["document"].get("title") or data["status"]["id"],
+                                             "reply": form, "reply_errors": reply_errors or {},
+                                             "answered": answered},
+                      user=user, paused=data["paused"], status_code=status_code)
+
+    async def send_reply(request: Request) -> Response:
+        """The reply form: `Skypost.reply` with the id fixed when the form was rendered, so a
+        second submit of the same form finds the first reply instead of posting again."""
+        form = await logged_in_form(request)
+        if isinstance(form, Response):
+            return form
+        post_id = request.path_params["post_id"]
+        reply = {"id": str(form.get("reply_id", "")), "text": str(form.get("text", "")),
+                 "parent": lifecycle.field(form, "parent"), "account": lifecycle.field(form, "account")}
+        from skypost.replies import UnknownPost
+
+        try:
+            status, created = await offload(skypost.reply_state, post_id, reply["id"], reply["text"],
+                                            parent=reply["parent"], account=reply["account"])
+        except UnknownPost:
+            return render(request, "error.html", {"title": "Not found", "message": "There is no post with this id."},
+                          user=None, status_code=404)
+        except ValidationError as exc:
+            return await show_post(request, None, post_id, reply=reply, reply_errors=exc.errors,
+                                   status_code=422)
+        session.flash(request, "Reply queued: it is published on Bluesky in the background." if created
+                      else f"This reply was sent already (it is {status['status'].replace('_', ' ')}): "
+                           "it is not posted twice.", "ok" if created else "warning")
+        return RedirectResponse(f"/posts/{quote(post_id, safe='')}#site-replies", status_code=303)
 
     def status_with_history(post_id: str) -> dict[str, Any] | None:
         status = skypost.status(post_id)
@@ -322,13 +381,14 @@ def routes(skypost: Skypost, offload: Offload, templates: Jinja2Templates, *,
 
     async def accounts_page(request: Request, user: tokens.TokenInfo, *,
                             added: Mapping[str, Any] | None = None, error: str | None = None,
-                            status_code: int = 200) -> Response:
+                            gate_errors: Mapping[str, str] | None = None, status_code: int = 200) -> Response:
         rows = await offload(accounts_with_health, skypost)
         paused = await offload(lambda: skypost.paused)
         # the add form keeps what was typed, except the password, which is never sent back
-        form = {"handle": "", "service": DEFAULT_SERVICE, "manual": False, **(added or {})}
+        form = {"handle": "", "service": DEFAULT_SERVICE, "manual": False, "who": "everyone", "rules": [],
+                "quotes": True, **(added or {})}
         return render(request, "accounts.html", {"accounts": rows, "title": "Accounts", "add": form,
-                                                 "add_error": error},
+                                                 "add_error": error, "gate_errors": gate_errors or {}},
                       user=user, paused=paused, status_code=status_code)
 
     async def accounts(request: Request) -> Response:
@@ -353,6 +413,8 @@ def routes(skypost: Skypost, offload: Offload, templates: Jinja2Templates, *,
         password = str(form.get("app_password", ""))
         service = str(form.get("service", "")).strip() or DEFAULT_SERVICE
         manual = form.get("manual") == "on"
+        gate = {"who": lifecycle.field(form, "who") or "everyone", "rules": lifecycle.values(form, "rules"),
+                "quotes": form.get("quotes") == "on"}
         if password.strip():
             warn_unless_app_password(request, password)
         try:
@@ -360,11 +422,14 @@ def routes(skypost: Skypost, offload: Offload, templates: Jinja2Templates, *,
                 raise ValidationError({"handle": "is required"})
             if not password.strip():
                 raise ValidationError({"app_password": "is empty"})
-            result = await offload(skypost.add_account, handle, password, service=service,
-                                   auto_syndicate=not manual)
+            # "Who may reply" and "Allow quotes": the same fields as `account add --replies/--no-quotes`
+            replies, quotes = lifecycle.gate_form(form) if "who" in form else (None, None)
+            result = await offload(lambda: skypost.add_account(handle, password, service=service,
+                                                               auto_syndicate=not manual, replies=replies,
+                                                               quotes=quotes))
         except (ValidationError, AccountError) as exc:
             return await accounts_page(request, user, added={"handle": handle, "service": service,
-                                                             "manual": manual},
+                                                             "manual": manual, **gate},
                                        error=str(exc), status_code=422)
         session.flash(request,
                       f"Added @{result['handle']} ({result['did']}) on {result['service']}.")
@@ -388,6 +453,28 @@ def routes(skypost: Skypost, offload: Offload, templates: Jinja2Templates, *,
             requeued = result["requeued"]
             session.flash(request, f"New app password saved for @{result['handle']}"
                           + (f"; {requeued} delivery(ies) queued again." if requeued else "."))
+        return RedirectResponse("/accounts", status_code=303)
+
+    async def account_gates(request: Request) -> Response:
+        """Who may reply to the account's posts and whether they may be quoted: the same path
+        as `skypost account update --replies/--quotes`; posts submitted from now on."""
+        user = await current_user(request)
+        if isinstance(user, Response):
+            return user
+        form = await checked_form(request)
+        if isinstance(form, Response):
+            return form
+        handle = request.path_params["handle"]
+        try:
+            replies, quotes = lifecycle.gate_form(form)
+            result = await offload(lambda: skypost.update_account(handle, replies=replies, quotes=quotes))
+        except (ValidationError, AccountError) as exc:
+            errors = exc.errors if isinstance(exc, ValidationError) else {"replies": str(exc)}
+            return await accounts_page(request, user, gate_errors={handle: "; ".join(errors.values())},
+                                       status_code=422)
+        session.flash(request, f"@{result['handle']}: "
+                      f"{lifecycle.gate_words(result['replies'], not result['quotes'])} "
+                      "(for posts submitted from now on).")
         return RedirectResponse("/accounts", status_code=303)
 
     async def activity(request: Request) -> Response:
@@ -424,6 +511,7 @@ def routes(skypost: Skypost, offload: Offload, templates: Jinja2Templates, *,
         Route("/accounts", add_account, methods=["POST"]),
         Route("/favicon.ico", favicon, methods=["GET"]),
         Route("/accounts/{handle}/password", account_password, methods=["POST"]),
+        Route("/accounts/{handle}/gates", account_gates, methods=["POST"]),
         Route("/activity", activity, methods=["GET"]),
         Route("/notifications", notifications, methods=["GET"]),
         # ids may contain "/": the longer routes are matched first
@@ -431,5 +519,6 @@ def routes(skypost: Skypost, offload: Offload, templates: Jinja2Templates, *,
         Route("/posts/{post_id:path}/retry", retry, methods=["POST"]),
         Route("/posts/{post_id:path}/delete", confirm_delete, methods=["GET"]),
         Route("/posts/{post_id:path}/delete", delete, methods=["POST"]),
+        Route("/posts/{post_id:path}/replies", send_reply, methods=["POST"]),
         Route("/posts/{post_id:path}", post_page, methods=["GET"]),
     ]

@@ -89,27 +89,15 @@ def validate_service(service: str, *, allow_private: bool = False,
     service = service.rstrip("/")
     if allow_private:
         return service
-    from skypost.fetch import FetchError, address_refusal, check_url, default_resolver
+    from skypost.fetch import FetchError, check_url, host_refusal
 
     try:
         url = check_url(service)
     except FetchError as exc:
         raise ValidationError({"service": exc.reason}) from None
-    host = url.raw_host.decode("ascii")
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        addresses = list((resolver or default_resolver)(host, port))
-    except (OSError, UnicodeError):
-        # a name that does not resolve reaches nobody; the login (or the worker) fails on it
-        return service
-    for address in addresses:
-        try:
-            why = address_refusal(address.split("%", 1)[0])
-        except ValueError:
-            why = f"refused: {address} is not an IP address"
-        if why:
-            raise ValidationError({"service": f"{why} ({host}); set SKYPOST_ALLOW_PRIVATE_URLS=1 "
-                                              "to allow private addresses"})
+    why = host_refusal(url, resolver)
+    if why:
+        raise ValidationError({"service": f"{why}; set SKYPOST_ALLOW_PRIVATE_URLS=1 to allow private addresses"})
     return service
 
 

@@ -183,6 +183,34 @@ def check_url(url: str) -> httpx.URL:
     return parsed
 
 
+def host_refusal(url: httpx.URL, resolver: Callable[[str, int], Sequence[str]] | None = None) -> str | None:
+    """Why a URL given by a person (an account's service, a webhook target) must not be used:
+    its host resolves to a non-public address. None when it is public or does not resolve
+    (a name that resolves nowhere reaches nobody; every later request checks again)."""
+    host = url.raw_host.decode("ascii")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        addresses = [host] if _is_ip_literal(host) else list((resolver or default_resolver)(host, port))
+    except (OSError, UnicodeError):
+        return None
+    for address in addresses:
+        try:
+            why = address_refusal(address.split("%", 1)[0])
+        except ValueError:
+            why = f"refused: {address} is not an IP address"
+        if why:
+            return f"{why} ({host})"
+    return None
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def default_resolver(host: str, port: int) -> list[str]:
     """The addresses ``host`` resolves to (system resolver), in its order, without duplicates."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)

@@ -62,7 +62,9 @@ def render(document: Mapping[str, Any]) -> str:
 @click.pass_obj
 @guarded
 def interactions(ctx: Ctx, post_id: str, as_json: bool) -> None:
-    """A post's replies (as a thread), quotes, likes and reposts on Bluesky."""
+    """Replies (as a thread), quotes, likes and reposts of a post.
+
+    Gathered on Bluesky by the backfeed."""
     data = ctx.app().interactions(post_id)
     if data is None:
         fail(f"unknown post id {post_id!r}")

@@ -18,14 +18,13 @@ any other answer is final.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import json
 import secrets
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from skypost.conversation import webmention
 from skypost.conversation.outbox import EVENT_TYPES, WEBHOOK, WEBMENTION
-from skypost.fetch import FetchError, SafeFetcher, address_refusal, check_url, default_resolver
+from skypost.fetch import FetchError, SafeFetcher, check_url, host_refusal
 from skypost.app import iso_ts
 from skypost.models import ValidationError
 from skypost.resilience import retry_after_seconds
@@ -85,28 +84,10 @@ def check_target_url(url: str, *, allow_private: bool) -> str:
         raise ValidationError({"url": "is longer than 2048 characters"})
     if allow_private:
         return url
-    host = parsed.raw_host.decode("ascii")
-    try:
-        addresses = [host] if _is_ip(host) else default_resolver(host, parsed.port or 443)
-    except (OSError, UnicodeError):
-        # a name that does not resolve reaches nobody; every send checks the addresses again
-        return url
-    for address in addresses:
-        try:
-            why = address_refusal(address.split("%", 1)[0])
-        except ValueError:
-            why = f"refused: {address} is not an IP address"
-        if why:
-            raise ValidationError({"url": why + " (set SKYPOST_ALLOW_PRIVATE_URLS=1 to allow it)"})
+    why = host_refusal(parsed)
+    if why:
+        raise ValidationError({"url": why + " (set SKYPOST_ALLOW_PRIVATE_URLS=1 to allow it)"})
     return url
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def add_target(app: "Skypost", url: str, events: Sequence[str] | str | None = None) -> str:

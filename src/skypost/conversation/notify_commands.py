@@ -12,7 +12,7 @@ from skypost.conversation.outbox import EVENT_TYPES
 
 @click.group()
 def notify() -> None:
-    """Tell the site about reactions and statuses with signed webhooks."""
+    """Signed webhooks telling the site about reactions."""
 
 
 @notify.command("add")

@@ -48,7 +48,7 @@ def serve(ctx: Ctx, host: str, port: int, no_worker: bool) -> None:
 
 @click.group()
 def token() -> None:
-    """API tokens (for the HTTP API, /metrics and the dashboard login)."""
+    """API tokens (HTTP API, /metrics, dashboard login)."""
 
 
 @token.command("create")

@@ -3,7 +3,7 @@
 Notifications, threads, like counts and how a post renders live in the AppView, not on
 the PDS: the conversation (backfeed) and lifecycle tests need this network. It is
 @atproto/dev-env's TestNetwork (tests/network/start.mjs) on Node 22 from npm, with
-PostgreSQL and Redis on loopback. Typical use::
+PostgreSQL on loopback and a Redis of its own. Typical use::
 
     ensure_network_installed()
     with FaultProxy(public, f"http://127.0.0.1:{listen}") as proxy, LocalNetwork() as net:
@@ -28,6 +28,8 @@ import os
 import queue
 import re
 import secrets
+import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -104,6 +106,7 @@ class LocalNetwork:
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._http = httpx.Client(timeout=30.0)
         self._counter = 0
+        self._redis: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> LocalNetwork:
         return self
@@ -133,7 +136,7 @@ class LocalNetwork:
         pds_port = pds_port or free_port()
         schema = "net_" + "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(10))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PDS_", "PLC_", "BSKY_"))}
-        env.update(REDIS_HOST=REDIS_HOST, DB_POSTGRES_URL=PG_URL, NETWORK_SCHEMA=schema,
+        env.update(REDIS_HOST=self._start_redis(), DB_POSTGRES_URL=PG_URL, NETWORK_SCHEMA=schema,
                    PDS_PORT=str(pds_port), PDS_LISTEN_PORT=str(pds_listen_port or pds_port),
                    NODE_OPTIONS="--no-deprecation")
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -166,6 +169,27 @@ class LocalNetwork:
             self.stop()
             raise
 
+    def _start_redis(self) -> str:
+        """A Redis of this network's own (the AppView keeps its queues there: two networks on one
+        Redis take each other's events), on a free loopback port; the shared one without the binary."""
+        binary = shutil.which("redis-server")
+        if binary is None:
+            return REDIS_HOST
+        port = free_port()
+        self._redis = subprocess.Popen(
+            [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=_set_pdeathsig if sys.platform.startswith("linux")
+            and threading.current_thread() is threading.main_thread() else None)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return f"127.0.0.1:{port}"
+            time.sleep(0.05)
+        raise PDSSetupError(f"redis-server did not answer on port {port}")
+
     def _pump(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -179,6 +203,15 @@ class LocalNetwork:
 
     def stop(self, timeout: float = 15.0) -> None:
         proc, self.proc = self.proc, None
+        redis, self._redis = self._redis, None
+        try:
+            self._stop_node(proc, timeout)
+        finally:
+            if redis is not None:
+                redis.terminate()
+                redis.wait(timeout)
+
+    def _stop_node(self, proc: subprocess.Popen[str] | None, timeout: float) -> None:
         if proc is None:
             return
         if proc.poll() is None:

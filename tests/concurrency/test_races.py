@@ -257,3 +257,41 @@ def test_a_spent_budget_holds_the_queue_in_one_statement(db_url, make_app, clock
         d = app.status(f"h{n}")["deliveries"][0]
         assert d["status"] == "rate_limited" and d["next_attempt_at"] == iso(datetime.fromtimestamp(reset, timezone.utc))
     assert NoNetwork.calls == 0
+
+
+def test_two_workers_holding_one_service_at_once_never_deadlock(pg_url, make_app, clock):
+    """Two workers each meet a 429 at the same moment: each has touched its own delivery and
+    then holds every delivery of the service. Waiting for each other's row was a deadlock on
+    PostgreSQL (seen in the chaos run); rows another worker has locked are now left to it."""
+    app = make_app(pg_url)
+    app.add_account("alice.test", "app-pass-word", service="http://127.0.0.1:9", verify=False)
+    for n in range(30):
+        app.submit({"id": f"d{n}", "title": "T", "url": f"https://blog.example.com/{n}"})
+    with app.db.transaction() as conn:
+        conn.execute("UPDATE deliveries SET attempts = 1")  # each is in an attempt
+        ids = [r["id"] for r in conn.all("SELECT id FROM deliveries ORDER BY id")]
+    barrier = threading.Barrier(2, timeout=20)
+    errors: list[BaseException] = []
+
+    def worker(own: int) -> None:
+        try:
+            with app.db.transaction() as conn:
+                q.unspend_attempt(conn, own, clock())  # the 429's outcome touches its own delivery first
+                barrier.wait()
+                q.hold_deliveries(conn, status="rate_limited", until=clock() + 300, now=clock(),
+                                  service="http://127.0.0.1:9")
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+        finally:
+            app.db.release_thread()
+
+    # the two rows each worker holds lie at both ends of the other's scan
+    threads = [threading.Thread(target=worker, args=(own,)) for own in (ids[0], ids[-1])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    with app.db.connect() as conn:
+        held = conn.scalar("SELECT COUNT(*) FROM deliveries WHERE status = 'rate_limited'")
+    assert held == 30

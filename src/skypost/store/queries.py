@@ -378,19 +378,23 @@ def hold_deliveries(conn: Conn, *, status: str, until: float, now: float, accoun
     one statement, not a claim per queued post."""
     params: dict[str, Any] = {"status": status, "until": until, "now": now}
     accounts = _accounts_filter(account_id, service, params)
-    conn.execute(
-        f"UPDATE deliveries SET status = :status, next_attempt_at = :until, updated_at = :now "
-        f"WHERE {accounts} AND status NOT IN {_IDLE} "
-        "AND (next_attempt_at IS NULL OR next_attempt_at < :until OR status <> :status)", params)
+    deliveries_where = (f"{accounts} AND status NOT IN {_IDLE} "
+                        "AND (next_attempt_at IS NULL OR next_attempt_at < :until OR status <> :status)")
+    jobs_where = ("kind = 'syndicate' AND status = 'todo' "
+                  "AND run_at < :until AND post_seq IN (SELECT post_seq FROM deliveries "
+                  f"WHERE {accounts} AND status NOT IN {_IDLE}) "
+                  "AND NOT EXISTS (SELECT 1 FROM deliveries o WHERE o.post_seq = jobs.post_seq "
+                  f"AND o.status NOT IN {_IDLE} AND (o.account_id IS NULL OR NOT (o.{accounts})))")
+    if conn.is_postgres:
+        # A hold is a shortcut, not a duty: rows another worker has locked right now are left to
+        # it (its own gate reads the block). Waiting for them instead deadlocks two workers that
+        # each hold their own delivery and hold the rest of the service at once (two 429s).
+        deliveries_where = f"id IN (SELECT id FROM deliveries WHERE {deliveries_where} FOR UPDATE SKIP LOCKED)"
+        jobs_where = f"id IN (SELECT id FROM jobs WHERE {jobs_where} FOR UPDATE SKIP LOCKED)"
+    conn.execute(f"UPDATE deliveries SET status = :status, next_attempt_at = :until, updated_at = :now "
+                 f"WHERE {deliveries_where}", params)
     held = conn.rowcount
-    conn.execute(
-        "UPDATE jobs SET run_at = :until, updated_at = :now WHERE kind = 'syndicate' AND status = 'todo' "
-        "AND run_at < :until AND post_seq IN (SELECT post_seq FROM deliveries "
-        f"WHERE {accounts} AND status NOT IN {_IDLE}) "
-        "AND NOT EXISTS (SELECT 1 FROM deliveries o WHERE o.post_seq = jobs.post_seq "
-        f"AND o.status NOT IN {_IDLE} AND (o.account_id IS NULL OR NOT (o.{accounts})))",
-        params,
-    )
+    conn.execute(f"UPDATE jobs SET run_at = :until, updated_at = :now WHERE {jobs_where}", params)
     return held
 
 

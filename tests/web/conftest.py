@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -78,18 +79,10 @@ def run(env, *args, stdin=None):
     return result.stdout
 
 
-@pytest.fixture
-def server(tmp_path, make_account, proxy):
-    """`skypost serve` on a free loopback port, with one account and one token."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SKYPOST_")}
-    env.update(SKYPOST_DATABASE_URL=f"sqlite:///{tmp_path}/skypost.db", SKYPOST_SECRET_KEY=TEST_KEY,
-               SKYPOST_ALLOW_PRIVATE_URLS="1", SKYPOST_POLL_INTERVAL="0.1", SKYPOST_JOB_LEASE="5",
-               SKYPOST_RETRY_DELAYS="1,1,1")
-    alice = make_account("web")
-    run(env, "init")
-    run(env, "account", "add", alice.handle, "--password-stdin", "--service", proxy.url,
-        stdin=alice.app_password)
-    token = run(env, "token", "create", "browser").strip()
+@contextlib.contextmanager
+def serving(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    """`skypost serve` as a process on a free loopback port (its log in tmp_path/serve.log);
+    yields its base URL once /healthz answers, and checks that SIGTERM stops it cleanly."""
     port = free_port()
     log = open(tmp_path / "serve.log", "w")
     proc = subprocess.Popen(SKYPOST + ["serve", "--port", str(port)], env=env, stdout=log,
@@ -106,7 +99,7 @@ def server(tmp_path, make_account, proxy):
             assert proc.poll() is None and time.monotonic() < deadline, \
                 (tmp_path / "serve.log").read_text()
             time.sleep(0.1)
-        yield base, token, alice
+        yield base
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -116,3 +109,19 @@ def server(tmp_path, make_account, proxy):
                 proc.kill()
             log.close()
         assert code == 0, (tmp_path / "serve.log").read_text()  # a graceful shutdown
+
+
+@pytest.fixture
+def server(tmp_path, make_account, proxy):
+    """`skypost serve` on a free loopback port, with one account and one token."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SKYPOST_")}
+    env.update(SKYPOST_DATABASE_URL=f"sqlite:///{tmp_path}/skypost.db", SKYPOST_SECRET_KEY=TEST_KEY,
+               SKYPOST_ALLOW_PRIVATE_URLS="1", SKYPOST_POLL_INTERVAL="0.1", SKYPOST_JOB_LEASE="5",
+               SKYPOST_RETRY_DELAYS="1,1,1")
+    alice = make_account("web")
+    run(env, "init")
+    run(env, "account", "add", alice.handle, "--password-stdin", "--service", proxy.url,
+        stdin=alice.app_password)
+    token = run(env, "token", "create", "browser").strip()
+    with serving(env, tmp_path) as base:
+        yield base, token, alice

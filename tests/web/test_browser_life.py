@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
 import time
 from typing import Any, Iterator
 
@@ -19,8 +17,7 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from tests.conftest import TEST_KEY
-from tests.support.pds import free_port
-from tests.web.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, SKYPOST, run
+from tests.web.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, run, serving
 from tests.web.test_browser_pages import assert_fits, log_in
 
 POST = "app.bsky.feed.post"
@@ -40,31 +37,8 @@ def net_server(tmp_path, network) -> Iterator[tuple[str, str, Any, str]]:
     run(env, "account", "add", alice.handle, "--password-stdin", "--service", network.pds_url,
         stdin=alice.app_password)
     token = run(env, "token", "create", "browser").strip()
-    port = free_port()
-    log = open(tmp_path / "serve.log", "w")
-    proc = subprocess.Popen(SKYPOST + ["serve", "--port", str(port)], env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
-            time.sleep(0.1)
+    with serving(env, tmp_path) as base:
         yield base, token, alice, db
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            log.close()
-        assert code == 0, (tmp_path / "serve.log").read_text()
 
 
 def published(api: httpx.Client, post_id: str, title: str) -> dict[str, Any]:

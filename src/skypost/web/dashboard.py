@@ -138,6 +138,10 @@ def routes(skypost: Skypost, offload: Offload, templates: Jinja2Templates, *,
     def fragment(request: Request, name: str, context: Mapping[str, Any]) -> Response:
         return templates.TemplateResponse(request, name, {"csrf": session.csrf_token(request), **context})
 
+    def no_such_post(request: Request, user: tokens.TokenInfo | None) -> Response:
+        return render(request, "error.html", {"title": "Not found", "message": "There is no post with this id."},
+                      user=user, status_code=404)
+
     async def current_user(request: Request) -> tokens.TokenInfo | Response:
         user = await offload(session.logged_in, request, skypost)
         if user is not None:
@@ -262,8 +266,7 @@ def routes(skypost: Skypost, offload: Offload, templates: Jinja2Templates, *,
                         status_code: int = 200) -> Response:
         data = await offload(post_data, post_id)
         if data is None:
-            return render(request, "error.html", {"title": "Not found", "message": "There is no post with this id."},
-                          user=user, status_code=404)
+            return no_such_post(request, user)
         form = {"id": lifecycle.new_reply_id(), "text": "", "parent": None, "account": None, **(reply or {})}
         answered = next((r for _, r in data["talk"].thread if form["parent"] and r["uri"] == form["parent"]), None)
         return render(request, "post.html", {**data, "title": data["document"].get("title") or data["status"]["id"],
@@ -286,8 +289,7 @@ def routes(skypost: Skypost, offload: Offload, templates: Jinja2Templates, *,
             status, created = await offload(skypost.reply_state, post_id, reply["id"], reply["text"],
                                             parent=reply["parent"], account=reply["account"])
         except UnknownPost:
-            return render(request, "error.html", {"title": "Not found", "message": "There is no post with this id."},
-                          user=None, status_code=404)
+            return no_such_post(request, None)
         except ValidationError as exc:
             return await show_post(request, None, post_id, reply=reply, reply_errors=exc.errors,
                                    status_code=422)
@@ -327,8 +329,7 @@ def routes(skypost: Skypost, offload: Offload, templates: Jinja2Templates, *,
             note = str(exc)
             status = await offload(skypost.status, post_id)
         if before is None or status is None:
-            return render(request, "error.html", {"title": "Not found", "message": "There is no post with this id."},
-                          user=user, status_code=404)
+            return no_such_post(request, user)
         note = note or nothing_retried(before, status)
         if request.headers.get("hx-request"):
             data = await offload(status_with_history, post_id) or {"status": status, "events": []}
@@ -346,8 +347,7 @@ def routes(skypost: Skypost, offload: Offload, templates: Jinja2Templates, *,
             return user
         data = await offload(post_data, request.path_params["post_id"])
         if data is None:
-            return render(request, "error.html", {"title": "Not found", "message": "There is no post with this id."},
-                          user=user, status_code=404)
+            return no_such_post(request, user)
         return render(request, "delete.html", {**data, "title": "Delete from Bluesky?"}, user=user,
                       paused=data["paused"])
 
@@ -358,8 +358,7 @@ def routes(skypost: Skypost, offload: Offload, templates: Jinja2Templates, *,
         post_id = request.path_params["post_id"]
         status = await offload(skypost.delete, post_id)
         if status is None:
-            return render(request, "error.html", {"title": "Not found", "message": "There is no post with this id."},
-                          user=None, status_code=404)
+            return no_such_post(request, None)
         session.flash(request, "Removed from Bluesky." if status["status"] == "deleted"
                       else "Delete queued: the post is being removed from Bluesky.")
         return RedirectResponse(f"/posts/{quote(post_id, safe='')}", status_code=303)

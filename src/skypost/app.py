@@ -335,7 +335,7 @@ class Skypost:
             row = q.post_by_id(conn, post_id)
             if row is None:
                 return None
-            current = syndicator.post_state(conn, row, paused=False).status
+            current = syndicator.post_state(conn, row, paused=False, counts=False).status
             deleted = row["delete_requested_at"] is not None
             if repost:
                 if handle:

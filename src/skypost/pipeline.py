@@ -291,7 +291,7 @@ class Pipeline:
         q.lock_job(conn, job_id)
         post_row = q.post_by_seq(conn, post_seq)
         assert post_row is not None
-        state = post_state(conn, post_row, paused=is_paused(conn))
+        state = post_state(conn, post_row, paused=is_paused(conn), counts=False)
         waiting = [d for d in state.deliveries if not d.status.finished and not d.status.parked]
         if waiting:
             times = []

@@ -135,10 +135,11 @@ def _dt(value: float | None) -> datetime | None:
     return datetime.fromtimestamp(value, timezone.utc) if value is not None else None
 
 
-def post_state(conn: Connection, post_row: Mapping[str, Any], *, paused: bool) -> PostState:
+def post_state(conn: Connection, post_row: Mapping[str, Any], *, paused: bool, counts: bool = True) -> PostState:
     rows = q.deliveries_for_posts(conn, [post_row["seq"]])
-    counts = interaction_counts(conn, [post_row["seq"]])[post_row["seq"]]
-    return state_from_rows(post_row, rows, paused=paused, interactions=counts)
+    # `counts=False`: a caller that only wants the status (the pipeline, once per job) reads no counts
+    found = interaction_counts(conn, [post_row["seq"]])[post_row["seq"]] if counts else None
+    return state_from_rows(post_row, rows, paused=paused, interactions=found)
 
 
 def state_from_rows(post_row: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], *, paused: bool,
@@ -318,7 +319,7 @@ def request_delete(conn: Connection, post_row: Mapping[str, Any], *, now: float)
 def repost(conn: Connection, post_row: Mapping[str, Any], *, now: float) -> bool:
     """Publish a deleted post again as new records (new record keys), in the caller's
     transaction; False unless the post is deleted. Its old deliveries are kept as history."""
-    if post_state(conn, post_row, paused=False).status is not PostStatus.DELETED:
+    if post_state(conn, post_row, paused=False, counts=False).status is not PostStatus.DELETED:
         return False
     generation = q.start_new_generation(conn, post_row["seq"], now=now)
     if generation is None:  # another repost won

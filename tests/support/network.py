@@ -23,7 +23,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
-import json
 import os
 import queue
 import re
@@ -31,7 +30,6 @@ import secrets
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -41,7 +39,8 @@ from typing import Any, Callable, Iterator, TypeVar
 
 import httpx
 
-from tests.support.pds import PDSError, PDSSetupError, _set_pdeathsig, free_port, make_tid
+from tests.support.pds import (PDSError, PDSSetupError, child_preexec, free_port, make_tid, pump_lines,
+                                stop_process, wait_json_line, xrpc_request)
 
 __all__ = ["DEFAULT_NETWORK_DIR", "LocalNetwork", "NetworkUser", "ensure_network_installed"]
 
@@ -145,29 +144,18 @@ class LocalNetwork:
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 [str(self.net_dir / _NODE), "start.mjs"], cwd=self.net_dir, env=env, text=True,
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
-                preexec_fn=_set_pdeathsig if sys.platform.startswith("linux")
-                and threading.current_thread() is threading.main_thread() else None)
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, preexec_fn=child_preexec())
         atexit.register(self.stop)
-        threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
-        deadline = time.monotonic() + timeout
+        threading.Thread(target=pump_lines, args=(self.proc, self._lines), daemon=True).start()
         try:
-            while (left := deadline - time.monotonic()) > 0:
-                try:
-                    line = self._lines.get(timeout=min(left, 0.5))
-                except queue.Empty:
-                    continue
-                if line is None:
-                    raise PDSSetupError(f"the network exited before it was ready:\n{self.log_tail()}")
-                with contextlib.suppress(ValueError):
-                    info = json.loads(line)
-                    if isinstance(info, dict) and "appview" in info:
-                        self.info = info
-                        return self
-            raise PDSSetupError(f"the network was not ready after {timeout:.0f} s:\n{self.log_tail()}")
+            self.info = wait_json_line(
+                self._lines, "appview", timeout,
+                exited=lambda: f"the network exited before it was ready:\n{self.log_tail()}",
+                late=lambda: f"the network was not ready after {timeout:.0f} s:\n{self.log_tail()}")
         except BaseException:
             self.stop()
             raise
+        return self
 
     def _start_redis(self) -> str:
         """A Redis of this network's own (the AppView keeps its queues there: two networks on one
@@ -179,8 +167,7 @@ class LocalNetwork:
         self._redis = subprocess.Popen(
             [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=_set_pdeathsig if sys.platform.startswith("linux")
-            and threading.current_thread() is threading.main_thread() else None)
+            preexec_fn=child_preexec())
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
@@ -189,12 +176,6 @@ class LocalNetwork:
                     return f"127.0.0.1:{port}"
             time.sleep(0.05)
         raise PDSSetupError(f"redis-server did not answer on port {port}")
-
-    def _pump(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            self._lines.put(line)
-        self._lines.put(None)
 
     def log_tail(self, chars: int = 4000) -> str:
         if self.log_path is None or not self.log_path.exists():
@@ -205,24 +186,12 @@ class LocalNetwork:
         proc, self.proc = self.proc, None
         redis, self._redis = self._redis, None
         try:
-            self._stop_node(proc, timeout)
+            if proc is not None:
+                stop_process(proc, timeout)
+                self._http.close()
+                self._drop_schemas()
         finally:
-            if redis is not None:
-                redis.terminate()
-                redis.wait(timeout)
-
-    def _stop_node(self, proc: subprocess.Popen[str] | None, timeout: float) -> None:
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout)
-        self._http.close()
-        self._drop_schemas()
+            stop_process(redis, timeout)
 
     def _drop_schemas(self) -> None:
         schema = getattr(self, "_schema", None)
@@ -239,20 +208,7 @@ class LocalNetwork:
 
     def _xrpc(self, base: str, method: str, *, params: dict[str, Any] | None = None,
               json_body: dict[str, Any] | None = None, token: str | None = None) -> Any:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        url = f"{base}/xrpc/{method}"
-        if json_body is None:
-            resp = self._http.get(url, params=params, headers=headers)
-        else:
-            resp = self._http.post(url, json=json_body, headers=headers)
-        try:
-            body: Any = resp.json() if resp.content else None
-        except ValueError:
-            body = resp.text
-        if not resp.is_success:
-            err = body if isinstance(body, dict) else {}
-            raise PDSError(method, resp.status_code, err.get("error"), err.get("message"), body)
-        return body
+        return xrpc_request(self._http, base, method, params=params, json_body=json_body, token=token)
 
     def pds(self, method: str, *, token: str | None = None, json_body: dict[str, Any] | None = None,
             **params: Any) -> Any:

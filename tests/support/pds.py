@@ -33,7 +33,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import httpx
 
@@ -176,6 +176,73 @@ def _set_pdeathsig() -> None:  # runs in the child between fork and exec (Linux 
         pass
 
 
+
+def child_preexec() -> Any:
+    """The preexec_fn of a child that must die with the tests (only from the main thread)."""
+    if sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread():
+        return _set_pdeathsig
+    return None
+
+
+def pump_lines(proc: subprocess.Popen[str], lines: "queue.Queue[str | None]") -> None:
+    """Drain a child's stdout into `lines` (so its pipe never fills); None at its end."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.put(line)
+    lines.put(None)
+
+
+def wait_json_line(lines: "queue.Queue[str | None]", key: str, timeout: float, *,
+                   exited: Callable[[], str], late: Callable[[], str]) -> dict[str, Any]:
+    """The first JSON object line holding `key` that a child prints; PDSSetupError with
+    `exited()` when it ends first, with `late()` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=min(left, 0.5))
+        except queue.Empty:
+            continue
+        if line is None:
+            raise PDSSetupError(exited())
+        with contextlib.suppress(ValueError):
+            info = json.loads(line)
+            if isinstance(info, dict) and key in info:
+                return info
+    raise PDSSetupError(late())
+
+
+def stop_process(proc: subprocess.Popen[Any] | None, timeout: float) -> None:
+    """SIGTERM, SIGKILL after `timeout`; closes its stdout pipe."""
+    if proc is None:
+        return
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def xrpc_request(http: httpx.Client, url: str, method: str, *, params: dict[str, Any] | None = None,
+                 json_body: dict[str, Any] | None = None, token: str | None = None) -> Any:
+    """GET (no body) or POST (json_body) {url}/xrpc/<method>; the JSON answer, PDSError on non-2xx."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if json_body is None:
+        resp = http.get(f"{url}/xrpc/{method}", params=params, headers=headers)
+    else:
+        resp = http.post(f"{url}/xrpc/{method}", params=params, json=json_body, headers=headers)
+    try:
+        body: Any = resp.json() if resp.content else None
+    except ValueError:
+        body = resp.text
+    if not resp.is_success:
+        err = body if isinstance(body, dict) else {}
+        raise PDSError(method, resp.status_code, err.get("error"), err.get("message"), body)
+    return body
+
 class LocalPDS:
     """One PDS + PLC process (``node start.mjs``); use as a context manager or call stop()."""
 
@@ -274,9 +341,7 @@ class LocalPDS:
                 stdout=subprocess.PIPE,
                 stderr=log,
                 text=True,
-                preexec_fn=_set_pdeathsig
-                if sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread()
-                else None,
+                preexec_fn=child_preexec(),
             )
         if not self._atexit_registered:
             atexit.register(self.stop)
@@ -292,25 +357,13 @@ class LocalPDS:
         return self
 
     def _pump_stdout(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:  # keep draining so the pipe never fills
-            self._stdout_lines.put(line)
-        self._stdout_lines.put(None)
+        pump_lines(proc, self._stdout_lines)
 
     def _wait_ready(self, timeout: float) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self._stdout_lines.get(timeout=min(left, 0.5))
-            except queue.Empty:
-                continue
-            if line is None:
-                raise PDSSetupError(f"PDS exited before it was ready (rc={self.proc and self.proc.wait(5)}):\n{self.log_tail()}")
-            with contextlib.suppress(ValueError):
-                info = json.loads(line)
-                if isinstance(info, dict) and "pds" in info:
-                    return info
-        raise PDSSetupError(f"PDS not ready after {timeout:.0f} s:\n{self.log_tail()}")
+        return wait_json_line(
+            self._stdout_lines, "pds", timeout,
+            exited=lambda: f"PDS exited before it was ready (rc={self.proc and self.proc.wait(5)}):\n{self.log_tail()}",
+            late=lambda: f"PDS not ready after {timeout:.0f} s:\n{self.log_tail()}")
 
     def log_tail(self, chars: int = 4000, pds_log: bool = False) -> str:
         """The end of the stderr log (or, with pds_log, of the PDS's own request/error log)."""
@@ -325,15 +378,7 @@ class LocalPDS:
             self._http.close()
             self._http = None
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout)
-        if proc is not None and proc.stdout is not None:
-            proc.stdout.close()
+        stop_process(proc, timeout)
         if self.data_dir is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)
             self.data_dir = None
@@ -351,19 +396,7 @@ class LocalPDS:
         """GET (no body) or POST (json_body) /xrpc/<method>; JSON answer, PDSError on non-2xx."""
         if self._http is None:
             raise RuntimeError("LocalPDS is not started")
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        if json_body is None:
-            resp = self._http.get(f"/xrpc/{method}", params=params, headers=headers)
-        else:
-            resp = self._http.post(f"/xrpc/{method}", params=params, json=json_body, headers=headers)
-        try:
-            body: Any = resp.json() if resp.content else None
-        except ValueError:
-            body = resp.text
-        if not resp.is_success:
-            err = body if isinstance(body, dict) else {}
-            raise PDSError(method, resp.status_code, err.get("error"), err.get("message"), body)
-        return body
+        return xrpc_request(self._http, "", method, params=params, json_body=json_body, token=token)
 
     def create_session(self, identifier: str, password: str) -> dict[str, Any]:
         """com.atproto.server.createSession; returns accessJwt, refreshJwt, did, handle..."""
